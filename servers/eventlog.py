@@ -1,0 +1,389 @@
+"""What every bundled server shares: the event log, the parameter rules, the counters, the CLI.
+
+The servers in this package differ only in *how they wait* for the next event. Everything else
+(what an event is, which parameters are valid, what `/stats` reports, how a server is started)
+lives here, so that placing two server files side by side shows nothing but the waiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+MAX_MESSAGE_CHARS = 4096
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+MAX_TIMEOUT_S = 300.0
+DEFAULT_MESSAGE = "Manual event triggered!"
+STREAM_HEADER = "X-Stream-Id"
+
+
+class Event(TypedDict):
+    id: int
+    timestamp: float
+    message: str
+
+
+class ApiError(Exception):
+    """A request the server refuses, with the JSON body and status that API.md prescribes."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "detail": self.detail, **self.extra}
+
+
+class EventLog:
+    """An in-memory, bounded, thread-safe log of events with consecutive ids.
+
+    Ids are consecutive, so the events after a cursor start at a computed index: reading what a
+    waiter has missed costs O(new events), never a scan of the whole log (the article's servers
+    filter the whole list on every check). Only the newest `retention` events are kept; a cursor
+    older than that gets 410 so the client knows it missed something.
+    """
+
+    def __init__(self, retention: int = 10_000) -> None:
+        if retention < 1:
+            raise ValueError("retention must be at least 1 event")
+        self.retention = retention
+        self.stream = uuid.uuid4().hex[:12]
+        self._lock = threading.Lock()
+        self._events: list[Event] = []
+        self._first_id = 1  # id of self._events[0] (or of the next event, while empty)
+        self._on_publish: list[Callable[[Event], None]] = []
+
+    @property
+    def last_id(self) -> int:
+        return self._first_id + len(self._events) - 1
+
+    @property
+    def oldest_id(self) -> int:
+        """Id of the oldest retained event, 0 while nothing was ever published."""
+        return self._oldest_kept() if self._events else 0
+
+    def _oldest_kept(self) -> int:
+        return max(self._first_id, self.last_id - self.retention + 1)
+
+    def subscribe(self, callback: Callable[[Event], None]) -> None:
+        """Call `callback(event)` after each publish, in the publishing thread."""
+        self._on_publish.append(callback)
+
+    def publish(self, message: str = DEFAULT_MESSAGE) -> Event:
+        with self._lock:
+            event: Event = {"id": self.last_id + 1, "timestamp": time.time(), "message": message}
+            self._events.append(event)
+            excess = len(self._events) - self.retention
+            # Trim in batches, so that deleting from the front of the list stays amortised O(1).
+            if excess >= max(1, self.retention // 4):
+                del self._events[:excess]
+                self._first_id += excess
+        for callback in self._on_publish:
+            callback(event)
+        return event
+
+    def since(self, last_event_id: int, limit: int = DEFAULT_LIMIT) -> list[Event]:
+        """The events with id > last_event_id, oldest first, at most `limit`.
+
+        Raises ApiError(410) when events after the cursor are no longer retained.
+        """
+        with self._lock:
+            oldest_kept = self._oldest_kept()
+            if self._events and last_event_id < oldest_kept - 1:
+                raise ApiError(
+                    410,
+                    "gone",
+                    f"Events after id {last_event_id} are no longer kept; the oldest kept is "
+                    f"{oldest_kept}. Resync from last_event_id={oldest_kept - 1} and record the gap.",
+                    oldest_id=oldest_kept,
+                )
+            start = max(last_event_id + 1, oldest_kept) - self._first_id
+            return self._events[start : start + limit]
+
+
+# --- parameter rules -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PollParams:
+    last_event_id: int
+    limit: int
+    timeout: float
+
+
+def _bad(name: str, value: str, rule: str) -> ApiError:
+    return ApiError(400, "bad_parameter", f"{name}={value!r} is not valid: {rule}.")
+
+
+def _int_param(args: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = args.get(name)
+    if raw is None:
+        return default
+    rule = f"use an integer from {low} to {high}" if high < 2**62 else f"use an integer >= {low}"
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise _bad(name, raw, rule) from None
+    if not low <= value <= high:
+        raise _bad(name, raw, rule)
+    return value
+
+
+def parse_poll_params(args: Mapping[str, str], default_timeout: float) -> PollParams:
+    """Validate `last_event_id`, `limit` and `timeout` once, the same way for every server."""
+    last_event_id = _int_param(args, "last_event_id", 0, 0, 2**62)
+    limit = _int_param(args, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    raw = args.get("timeout")
+    timeout = default_timeout
+    if raw is not None:
+        rule = f"use a number of seconds from 0 to {MAX_TIMEOUT_S:g}"
+        try:
+            timeout = float(raw.strip())
+        except ValueError:
+            raise _bad("timeout", raw, rule) from None
+        if not (math.isfinite(timeout) and 0 <= timeout <= MAX_TIMEOUT_S):
+            raise _bad("timeout", raw, rule)
+    return PollParams(last_event_id, limit, timeout)
+
+
+def parse_message(body: bytes, query: Mapping[str, str]) -> str:
+    """The message of a `/trigger_event` request: JSON body first, then `?message=`, then default."""
+    message: object = None
+    if body.strip():
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(
+                400,
+                "malformed_json",
+                'The request body is not valid JSON; send {"message": "..."} or no body at all.',
+            ) from None
+        if not isinstance(data, dict):
+            raise ApiError(
+                422, "bad_body", 'The JSON body must be an object such as {"message": "hello"}.'
+            )
+        message = data.get("message")
+    if message is None:
+        message = query.get("message", DEFAULT_MESSAGE)
+    if not isinstance(message, str):
+        raise ApiError(422, "bad_parameter", "message must be a JSON string, for example \"hi\".")
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise ApiError(
+            413,
+            "message_too_long",
+            f"The message has {len(message)} characters; the limit is {MAX_MESSAGE_CHARS}.",
+        )
+    return message
+
+
+def not_found(path: str) -> ApiError:
+    return ApiError(
+        404,
+        "not_found",
+        f"There is no {path}; the endpoints are /health, /events, /poll_for_updates, "
+        "/trigger_event and /stats.",
+    )
+
+
+def method_not_allowed(method: str, path: str, allowed: str) -> ApiError:
+    return ApiError(
+        405, "method_not_allowed", f"{path} does not accept {method}; use {allowed}.",
+        headers={"Allow": allowed},
+    )
+
+
+ALLOWED_METHODS = {
+    "/health": "GET",
+    "/events": "GET",
+    "/poll_for_updates": "GET",
+    "/stats": "GET",
+    "/trigger_event": "POST",
+}
+
+
+# --- counters --------------------------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process, from /proc where available."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux: the peak is the best we can do
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+@dataclass
+class Stats:
+    """The counters behind `/stats`. Thread-safe, because the Flask server is threaded."""
+
+    server: str
+    log: EventLog
+    requests: dict[str, int] = field(
+        default_factory=lambda: {"events": 0, "poll_for_updates": 0, "trigger_event": 0}
+    )
+    empty_responses: int = 0
+    waiting: int = 0
+    peak_waiting: int = 0
+    started: float = field(default_factory=time.monotonic)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count_request(self, endpoint: str) -> None:
+        with self._lock:
+            self.requests[endpoint] += 1
+
+    def count_empty(self) -> None:
+        with self._lock:
+            self.empty_responses += 1
+
+    def wait_started(self) -> None:
+        with self._lock:
+            self.waiting += 1
+            self.peak_waiting = max(self.peak_waiting, self.waiting)
+
+    def wait_ended(self) -> None:
+        with self._lock:
+            self.waiting -= 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "server": self.server,
+                "stream": self.log.stream,
+                "requests": dict(self.requests),
+                "empty_responses": self.empty_responses,
+                "events_published": self.log.last_id,
+                "last_event_id": self.log.last_id,
+                "oldest_event_id": self.log.oldest_id,
+                "waiting": self.waiting,
+                "peak_waiting": self.peak_waiting,
+                "threads": threading.active_count(),
+                "rss_bytes": rss_bytes(),
+                "uptime_s": round(time.monotonic() - self.started, 3),
+            }
+
+
+# --- configuration and start-up --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything a bundled server can be told at start. Defaults follow API.md."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    hold: float = 30.0  # default long-poll hold, seconds
+    retention: int = 10_000  # events kept in memory
+    generate_every: float | None = None  # publish a generated event every N seconds
+    check_interval: float = 1.0  # the naive server's sleep between checks
+    threaded: bool = True  # the Flask server only
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.hold <= MAX_TIMEOUT_S:
+            raise ValueError(f"hold must be from 0 to {MAX_TIMEOUT_S:g} seconds, not {self.hold}")
+        if self.retention < 1:
+            raise ValueError("retention must be at least 1 event")
+        if self.check_interval <= 0:
+            raise ValueError("check_interval must be a positive number of seconds")
+        if self.generate_every is not None and self.generate_every <= 0:
+            raise ValueError("generate_every must be a positive number of seconds")
+
+
+def parse_config(name: str, argv: list[str] | None = None, *, flask: bool = False) -> ServerConfig:
+    """Read a ServerConfig from the command line of `python -m servers.<name>`."""
+    p = argparse.ArgumentParser(prog=f"python -m servers.{name}", description=__doc__)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
+    p.add_argument("--hold", type=float, default=30.0, help="default long-poll hold, seconds")
+    p.add_argument("--retention", type=int, default=10_000, help="events kept in memory")
+    p.add_argument("--generate-every", type=float, default=None, metavar="S",
+                   help="publish a generated event every S seconds")
+    if flask:
+        p.add_argument("--check-interval", type=float, default=1.0, metavar="S",
+                       help="how long the naive long poll sleeps between checks")
+        mode = p.add_mutually_exclusive_group()
+        mode.add_argument("--threaded", dest="threaded", action="store_true", default=True,
+                          help="one thread per connection (Flask's default since 1.0)")
+        mode.add_argument("--single-threaded", dest="threaded", action="store_false",
+                          help="serve one request at a time, to show head-of-line blocking")
+    args = p.parse_args(argv)
+    try:
+        return ServerConfig(**vars(args))
+    except ValueError as exc:
+        p.error(str(exc))
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind a listening TCP socket, and say what to do if the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == 98:  # EADDRINUSE
+            raise SystemExit(
+                f"Port {port} is in use by another program; pass --port 0 (or leave port unset "
+                "in launch()) to pick a free port."
+            ) from None
+        raise SystemExit(f"Cannot bind {host}:{port}: {exc.strerror}.") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def announce(name: str, sock: socket.socket, config: ServerConfig) -> str:
+    """Print the URL actually bound. The launcher waits for this line in the server's log."""
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}"
+    print(f"polling-lab {name} serving on {url}", flush=True)
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        print(
+            f"WARNING: {name} is reachable from other machines on {host}; anyone who can reach it "
+            "can read and publish events.",
+            flush=True,
+        )
+    return url
+
+
+def start_generator(config: ServerConfig, publish: Callable[[str], object]) -> None:
+    """Publish an event every `generate_every` seconds from a daemon thread, like the article."""
+    every = config.generate_every
+    if every is None:
+        return
+
+    def run() -> None:
+        n = 0
+        while True:
+            time.sleep(every)
+            n += 1
+            publish(f"Generated event #{n}")
+
+    threading.Thread(target=run, name="event-generator", daemon=True).start()

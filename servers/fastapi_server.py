@@ -1,0 +1,208 @@
+"""Asyncio long polling, on FastAPI and uvicorn.
+
+`/poll_for_updates` holds the request without holding a thread: every waiting request awaits one
+shared future, and publishing an event resolves it, so one trigger wakes every waiter at once.
+There is no sleep loop, and no `await` between "nothing new yet" and "start waiting", so an event
+published in that gap cannot be missed (the article's version awaits a lock there).
+
+    python -m servers.fastapi_server --port 0 [--hold 30]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive
+
+from servers.eventlog import (
+    ALLOWED_METHODS,
+    STREAM_HEADER,
+    ApiError,
+    EventLog,
+    ServerConfig,
+    Stats,
+    announce,
+    bind_socket,
+    method_not_allowed,
+    not_found,
+    parse_config,
+    parse_message,
+    parse_poll_params,
+)
+
+NAME = "fastapi_server"
+
+
+class Waiters:
+    """One future that every held poll awaits; a publish resolves it and the next poll makes anew.
+
+    Waking N waiters is one `set_result`; each waiter then reads only the events after its own
+    cursor. Must be used from the event loop's thread only.
+    """
+
+    def __init__(self) -> None:
+        self._next: asyncio.Future[None] | None = None
+
+    def next_publish(self) -> asyncio.Future[None]:
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+        return self._next
+
+    def wake_all(self) -> None:
+        woken, self._next = self._next, None
+        if woken is not None and not woken.done():
+            woken.set_result(None)
+
+
+async def _client_gone(receive: Receive) -> None:
+    """Return when the client closes its connection (ASGI sends `http.disconnect`)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def create_app(config: ServerConfig | None = None) -> FastAPI:
+    """Build the FastAPI app; `app.state` holds its log, counters and config."""
+    config = config or ServerConfig()
+    log = EventLog(config.retention)
+    stats = Stats(NAME, log)
+    waiters = Waiters()
+    log.subscribe(lambda event: waiters.wake_all())
+    # Many woken waiters share a cursor; encode their answer once per publish, not once each.
+    encoded: dict[tuple[int, int], bytes] = {}
+    log.subscribe(lambda event: encoded.clear())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        generator = asyncio.create_task(_generate(config, log)) if config.generate_every else None
+        yield
+        if generator is not None:
+            generator.cancel()
+
+    app = FastAPI(title="Polling Lab: asyncio long polling", lifespan=lifespan)
+    app.state.log, app.state.stats, app.state.config = log, stats, config
+
+    def stream_response(body: bytes | None, status: int = 200) -> Response:
+        headers = {STREAM_HEADER: log.stream}
+        if body is None:
+            return Response(status_code=status, headers=headers)
+        return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+    def events_after(last_event_id: int, limit: int) -> bytes | None:
+        key = (last_event_id, limit)
+        body = encoded.get(key)
+        if body is None:
+            found = log.since(last_event_id, limit)
+            if not found:
+                return None
+            body = encoded[key] = json.dumps(found, separators=(",", ":")).encode()
+        return body
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(
+            exc.body(), exc.status, headers={STREAM_HEADER: log.stream, **exc.headers}
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        path = request.url.path
+        if exc.status_code == 405:
+            error = method_not_allowed(request.method, path, ALLOWED_METHODS.get(path, "GET"))
+        elif exc.status_code == 404:
+            error = not_found(path)
+        else:
+            error = ApiError(exc.status_code, "bad_request", str(exc.detail))
+        return await api_error(request, error)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Readiness: the launcher polls this until the server answers."""
+        return {"status": "ok", "server": NAME, "stream": log.stream}
+
+    @app.post("/trigger_event", status_code=201)
+    async def trigger_event(request: Request) -> dict[str, Any]:
+        """Publish one event; the publish itself wakes every held poll."""
+        stats.count_request("trigger_event")
+        event = log.publish(parse_message(await request.body(), request.query_params))
+        return {"status": "event triggered", "event": event}
+
+    @app.get("/events")
+    async def events(request: Request) -> Response:
+        """Short poll: answer at once, with an empty list when nothing is new."""
+        stats.count_request("events")
+        params = parse_poll_params(request.query_params, config.hold)
+        body = events_after(params.last_event_id, params.limit)
+        if body is None:
+            stats.count_empty()
+            return stream_response(b"[]")
+        return stream_response(body)
+
+    @app.get("/poll_for_updates")
+    async def poll_for_updates(request: Request) -> Response:
+        """Asyncio long poll: await a publish (or the hold, or a disconnect) without a thread."""
+        stats.count_request("poll_for_updates")
+        params = parse_poll_params(request.query_params, config.hold)
+        body = events_after(params.last_event_id, params.limit)
+        if body is None and params.timeout > 0:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + params.timeout
+            gone = asyncio.ensure_future(_client_gone(request.receive))
+            stats.wait_started()
+            try:
+                while body is None and (left := deadline - loop.time()) > 0:
+                    # No await between the check above and taking the future here, so a
+                    # publish cannot fall between them: the check-then-wait race is closed.
+                    woken = waiters.next_publish()
+                    await asyncio.wait((woken, gone), timeout=left, return_when="FIRST_COMPLETED")
+                    if gone.done():
+                        break  # nobody is listening: release the waiter now
+                    body = events_after(params.last_event_id, params.limit)
+            finally:
+                stats.wait_ended()
+                gone.cancel()
+        if body is None:
+            stats.count_empty()
+            return stream_response(None, 204)
+        return stream_response(body)
+
+    @app.get("/stats")
+    async def stats_view() -> dict[str, Any]:
+        """The counters a notebook plots: requests, empty answers, waiting polls, threads."""
+        return stats.snapshot()
+
+    return app
+
+
+async def _generate(config: ServerConfig, log: EventLog) -> None:
+    """Publish an event every `generate_every` seconds, like the article's background task."""
+    assert config.generate_every is not None
+    n = 0
+    while True:
+        await asyncio.sleep(config.generate_every)
+        n += 1
+        log.publish(f"Generated event #{n}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_config(NAME, argv)
+    sock = bind_socket(config.host, config.port)
+    announce(NAME, sock, config)
+    server_config = uvicorn.Config(
+        create_app(config),
+        log_level="info",
+        access_log=False,  # an access line per request would cost more than the request
+        timeout_graceful_shutdown=1,  # don't let held polls delay a stop by a whole hold
+    )
+    uvicorn.Server(server_config).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()

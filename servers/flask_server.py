@@ -1,0 +1,146 @@
+"""Short polling and the article's naive long poll, on Flask.
+
+`/events` answers at once (short polling). `/poll_for_updates` holds the request the way the
+long-polling article does: check, `time.sleep(check_interval)`, check again, until the hold runs
+out. Each held request therefore occupies one server thread, and a new event is noticed only at
+the next check.
+
+    python -m servers.flask_server --port 0 [--single-threaded] [--check-interval 1.0]
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import make_server
+
+from servers.eventlog import (
+    ALLOWED_METHODS,
+    STREAM_HEADER,
+    ApiError,
+    EventLog,
+    ServerConfig,
+    Stats,
+    announce,
+    bind_socket,
+    method_not_allowed,
+    not_found,
+    parse_config,
+    parse_message,
+    parse_poll_params,
+    start_generator,
+)
+
+NAME = "flask_server"
+
+
+def create_app(config: ServerConfig | None = None) -> Flask:
+    """Build the Flask app; `app.extensions["polling_lab"]` holds its log and counters."""
+    config = config or ServerConfig()
+    app = Flask(__name__)
+    log = EventLog(config.retention)
+    stats = Stats(NAME, log)
+    app.extensions["polling_lab"] = {"log": log, "stats": stats, "config": config}
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> tuple[Response, int, dict[str, str]]:
+        return jsonify(exc.body()), exc.status, exc.headers
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int, dict[str, str]]:
+        if exc.code == 405:
+            exc = method_not_allowed(request.method, request.path,
+                                     ALLOWED_METHODS.get(request.path, "GET"))
+        elif exc.code == 404:
+            exc = not_found(request.path)
+        else:
+            exc = ApiError(exc.code or 400, "bad_request", exc.description or "Bad request.")
+        return api_error(exc)
+
+    @app.after_request
+    def add_stream_header(response: Response) -> Response:
+        response.headers[STREAM_HEADER] = log.stream
+        return response
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        """Readiness: the launcher polls this until the server answers."""
+        return {"status": "ok", "server": NAME, "stream": log.stream}
+
+    @app.post("/trigger_event")
+    def trigger_event() -> tuple[dict[str, Any], int]:
+        """Publish one event; every strategy's clients learn about it in their own way."""
+        stats.count_request("trigger_event")
+        event = log.publish(parse_message(request.get_data(), request.args))
+        return {"status": "event triggered", "event": event}, 201
+
+    @app.get("/events")
+    def events() -> Response:
+        """Short poll: answer at once, with an empty list when nothing is new."""
+        stats.count_request("events")
+        params = parse_poll_params(request.args, config.hold)
+        found = log.since(params.last_event_id, params.limit)
+        if not found:
+            stats.count_empty()
+        return jsonify(found)
+
+    @app.get("/poll_for_updates")
+    def poll_for_updates() -> Response:
+        """Naive long poll: a sleep loop holds this thread and notices events only between naps."""
+        stats.count_request("poll_for_updates")
+        params = parse_poll_params(request.args, config.hold)
+        deadline = time.monotonic() + params.timeout
+        found = log.since(params.last_event_id, params.limit)
+        if not found:
+            stats.wait_started()
+            try:
+                while not found and (left := deadline - time.monotonic()) > 0:
+                    time.sleep(min(config.check_interval, left))
+                    found = log.since(params.last_event_id, params.limit)
+            finally:
+                stats.wait_ended()
+        if not found:
+            stats.count_empty()
+            return Response(status=204)
+        return jsonify(found)
+
+    @app.get("/stats")
+    def stats_view() -> dict[str, Any]:
+        """The counters a notebook plots: requests, empty answers, waiting polls, threads."""
+        return {
+            **stats.snapshot(),
+            "threaded": config.threaded,
+            "check_interval": config.check_interval,
+        }
+
+    start_generator(config, log.publish)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_config(NAME, argv, flask=True)
+    app = create_app(config)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log: it costs time
+    sock = bind_socket(config.host, config.port)
+    # threaded= is the lesson: werkzeug's make_server defaults to False (one request at a time),
+    # while Flask's app.run has defaulted to True since Flask 1.0. We always say which we want.
+    server = make_server(
+        config.host, 0, app, threaded=config.threaded, fd=sock.fileno()
+    )
+    sock.close()  # the server holds its own duplicate of the listening socket
+    announce(NAME, server.socket, config)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    server.serve_forever()  # returns on KeyboardInterrupt, and closes the socket
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    main()
