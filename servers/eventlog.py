@@ -12,6 +12,7 @@ import json
 import math
 import os
 import resource
+import signal
 import socket
 import sys
 import threading
@@ -118,7 +119,8 @@ class EventLog:
                     410,
                     "gone",
                     f"Events after id {last_event_id} are no longer kept; the oldest kept is "
-                    f"{oldest_kept}. Resync from last_event_id={oldest_kept - 1} and record the gap.",
+                    f"{oldest_kept}. Resync from last_event_id={oldest_kept - 1} and record "
+                    "the gap.",
                     oldest_id=oldest_kept,
                 )
             start = max(last_event_id + 1, oldest_kept) - self._first_id
@@ -171,7 +173,7 @@ def parse_poll_params(args: Mapping[str, str], default_timeout: float) -> PollPa
 
 
 def parse_message(body: bytes, query: Mapping[str, str]) -> str:
-    """The message of a `/trigger_event` request: JSON body first, then `?message=`, then default."""
+    """The message of a `/trigger_event`: from the JSON body, else `?message=`, else the default."""
     message: object = None
     if body.strip():
         try:
@@ -356,6 +358,22 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def die_with_parent() -> None:
+    """When started by `helpers.launch()`, ask Linux to SIGTERM us if the launcher dies.
+
+    This is what takes a server along when its Jupyter kernel is restarted or killed.
+    """
+    parent = os.environ.get("POLLING_LAB_PARENT_PID")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != int(parent):  # the launcher died before prctl took effect
+        raise SystemExit("The process that launched this server has exited; not starting.")
 
 
 def announce(name: str, sock: socket.socket, config: ServerConfig) -> str:

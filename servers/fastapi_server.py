@@ -31,6 +31,7 @@ from servers.eventlog import (
     Stats,
     announce,
     bind_socket,
+    die_with_parent,
     method_not_allowed,
     not_found,
     parse_config,
@@ -192,6 +193,7 @@ async def _generate(config: ServerConfig, log: EventLog) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    die_with_parent()
     config = parse_config(NAME, argv)
     sock = bind_socket(config.host, config.port)
     announce(NAME, sock, config)

@@ -28,6 +28,7 @@ from servers.eventlog import (
     Stats,
     announce,
     bind_socket,
+    die_with_parent,
     method_not_allowed,
     not_found,
     parse_config,
@@ -54,13 +55,13 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int, dict[str, str]]:
         if exc.code == 405:
-            exc = method_not_allowed(request.method, request.path,
-                                     ALLOWED_METHODS.get(request.path, "GET"))
+            error = method_not_allowed(request.method, request.path,
+                                       ALLOWED_METHODS.get(request.path, "GET"))
         elif exc.code == 404:
-            exc = not_found(request.path)
+            error = not_found(request.path)
         else:
-            exc = ApiError(exc.code or 400, "bad_request", exc.description or "Bad request.")
-        return api_error(exc)
+            error = ApiError(exc.code or 400, "bad_request", exc.description or "Bad request.")
+        return api_error(error)
 
     @app.after_request
     def add_stream_header(response: Response) -> Response:
@@ -123,6 +124,7 @@ def create_app(config: ServerConfig | None = None) -> Flask:
 
 
 def main(argv: list[str] | None = None) -> None:
+    die_with_parent()
     config = parse_config(NAME, argv, flask=True)
     app = create_app(config)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log: it costs time

@@ -1,0 +1,229 @@
+"""Start a bundled server in its own process, and make sure it never outlives the kernel.
+
+    with launch("asyncio") as server:
+        server.trigger("hello")
+
+The server runs in a new session (process group), so the kernel's stop button (SIGINT to the
+kernel's group) does not reach it. It asks Linux to send it SIGTERM when the launching thread
+dies, so a restarted or killed kernel takes it along, and an `atexit` hook stops it on a normal
+exit. Its output goes to a log file, never into cell output.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import requests
+
+from helpers.errors import ServerNotReady
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: What `launch(kind)` accepts: a lesson's name or a module's, and the module that serves it.
+KINDS: dict[str, str] = {
+    "short": "servers.flask_server",
+    "naive": "servers.flask_server",
+    "flask": "servers.flask_server",
+    "asyncio": "servers.fastapi_server",
+    "fastapi": "servers.fastapi_server",
+}
+
+_READY_LINE = re.compile(rb"serving on (http://\S+)")
+_running: set[Server] = set()
+_log_dir: Path | None = None
+
+
+def _default_log_dir() -> Path:
+    global _log_dir
+    if _log_dir is None:
+        _log_dir = Path(tempfile.mkdtemp(prefix="polling-lab-logs-"))
+    return _log_dir
+
+
+def _flags(options: dict[str, Any]) -> list[str]:
+    """Turn launch() keyword options into the server's command-line flags."""
+    flags: list[str] = []
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key == "threaded":
+            flags.append("--threaded" if value else "--single-threaded")
+        else:
+            flags += [f"--{key.replace('_', '-')}", str(value)]
+    return flags
+
+
+class Server:
+    """A running bundled server: its `url`, its log, and the calls a notebook makes to it."""
+
+    def __init__(self, kind: str, module: str, url: str, process: subprocess.Popen[bytes],
+                 log_path: Path) -> None:
+        self.kind = kind
+        self.module = module
+        self.url = url
+        self.process = process
+        self.log_path = log_path
+        self._session = requests.Session()
+        self._lock = threading.Lock()  # requests.Session is not documented as thread-safe
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        with self._lock:
+            try:
+                response = self._session.request(method, self.url + path, timeout=5, **kwargs)
+            except requests.RequestException as exc:
+                state = "is running" if self.running else f"exited ({self.process.returncode})"
+                raise ServerNotReady(
+                    f"{self.kind} server at {self.url} did not answer {path}: {exc}. The process "
+                    f"{state}; its log is {self.log_path}.\n{self.log_tail()}"
+                ) from exc
+        response.raise_for_status()
+        return response
+
+    def trigger(self, message: str | None = None) -> dict[str, Any]:
+        """Publish one event and return it (`id`, `timestamp`, `message`)."""
+        body = {} if message is None else {"message": message}
+        event: dict[str, Any] = self._call("POST", "/trigger_event", json=body).json()["event"]
+        return event
+
+    def stats(self) -> dict[str, Any]:
+        """The server's `/stats` counters (requests, waiting polls, threads, RSS, ...)."""
+        stats: dict[str, Any] = self._call("GET", "/stats").json()
+        return stats
+
+    def health(self) -> dict[str, Any]:
+        health: dict[str, Any] = self._call("GET", "/health").json()
+        return health
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the server's whole process group and reap it: SIGTERM, then SIGKILL."""
+        _running.discard(self)
+        with self._lock:
+            self._session.close()
+        if self.process.poll() is None:
+            _signal_group(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        # Children in the group (none today) would be orphans now; make sure of them too.
+        _signal_group(self.process.pid, signal.SIGKILL)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else f"stopped (exit {self.process.returncode})"
+        return f"<Server {self.kind} at {self.url}, pid {self.pid}, {state}>"
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def launch(kind: str = "asyncio", *, host: str = "127.0.0.1", port: int = 0,
+           ready_timeout: float = 20.0, log_dir: str | Path | None = None,
+           **options: Any) -> Server:
+    """Start a bundled server and return once it answers `/health`.
+
+    `kind` is "short", "naive" or "flask" (the Flask server), or "asyncio" or "fastapi" (the
+    FastAPI server). `options` become the server's flags: `hold`, `retention`,
+    `generate_every`, and for Flask `check_interval` and `threaded`. Leave `port` at 0 to get a
+    free port. Use the result as a context manager, or call `.stop()`.
+
+    Raises ServerNotReady, with the tail of the server's log, if the server exits or does not
+    answer within `ready_timeout` seconds.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"Unknown server kind {kind!r}; choose one of {', '.join(KINDS)}.")
+    module = KINDS[kind]
+    directory = Path(log_dir) if log_dir else _default_log_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    log_path = directory / f"{kind}-{time.strftime('%H%M%S')}-{len(os.listdir(directory))}.log"
+    command = [sys.executable, "-u", "-m", module, "--host", host, "--port", str(port),
+               *_flags(options)]
+    env = {**os.environ, "POLLING_LAB_PARENT_PID": str(os.getpid()),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                       os.environ.get("PYTHONPATH")]))}
+    with open(log_path, "wb") as log:
+        log.write(f"$ {' '.join(command)}\n".encode())
+        log.flush()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    server = Server(kind, module, "", process, log_path)
+    _running.add(server)
+    try:
+        server.url = _wait_ready(server, ready_timeout, port)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_ready(server: Server, timeout: float, port: int) -> str:
+    deadline = time.monotonic() + timeout
+    url = ""
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            hint = ""
+            if port and b"in use" in server.log_path.read_bytes():
+                hint = (f" Port {port} is in use by another program; launch(...) picks a free "
+                        "port if you leave port unset.")
+            raise ServerNotReady(
+                f"The {server.kind} server exited with code {server.process.returncode} before "
+                f"it was ready.{hint} Last lines of {server.log_path}:\n{server.log_tail()}"
+            )
+        if not url:
+            found = _READY_LINE.search(server.log_path.read_bytes())
+            url = found.group(1).decode() if found else ""
+        if url:
+            try:
+                if requests.get(url + "/health", timeout=1).ok:
+                    return url
+            except requests.RequestException:
+                pass
+        time.sleep(0.05)
+    raise ServerNotReady(
+        f"The {server.kind} server did not answer /health within {timeout:g} s. It may be slow to "
+        f"import on a busy machine: try launch(..., ready_timeout=60). Last lines of "
+        f"{server.log_path}:\n{server.log_tail()}"
+    )
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_running):
+        server.stop(timeout=2)
