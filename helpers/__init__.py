@@ -8,21 +8,32 @@
 """
 
 from helpers.clients import LongPollClient, ShortPollClient, backoff_delay
+from helpers.env import check_environment
 from helpers.errors import PollError, PollingLabError, ServerNotReady, ServerUnavailable
+from helpers.exercises import check
+from helpers.experiment import Experiment, Settings, headless, measure
 from helpers.launcher import Server, launch
 from helpers.metrics import Metrics
+from helpers.panel import Panel
 from helpers.swarm import Swarm
 
 __all__ = [
+    "Experiment",
     "LongPollClient",
     "Metrics",
+    "Panel",
     "PollError",
     "PollingLabError",
     "Server",
     "ServerNotReady",
     "ServerUnavailable",
+    "Settings",
     "ShortPollClient",
     "Swarm",
     "backoff_delay",
+    "check",
+    "check_environment",
+    "headless",
     "launch",
+    "measure",
 ]

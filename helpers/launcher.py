@@ -67,30 +67,70 @@ def _flags(options: dict[str, Any]) -> list[str]:
 class Server:
     """A running bundled server: its `url`, its log, and the calls a notebook makes to it."""
 
-    def __init__(self, kind: str, module: str, url: str, process: subprocess.Popen[bytes],
-                 log_path: Path) -> None:
+    def __init__(self, kind: str, *, host: str, port: int, ready_timeout: float,
+                 log_dir: Path, options: dict[str, Any]) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"Unknown server kind {kind!r}; choose one of {', '.join(KINDS)}.")
         self.kind = kind
-        self.module = module
-        self.url = url
-        self.process = process
-        self.log_path = log_path
+        self.module = KINDS[kind]
+        self.host, self.port = host, port
+        self.ready_timeout = ready_timeout
+        self.log_dir = log_dir
+        self.options = options
+        self.url = ""
+        self.log_path = log_dir / "not-started.log"
+        self.process: subprocess.Popen[bytes] | None = None
         self._session = requests.Session()
         self._lock = threading.Lock()  # requests.Session is not documented as thread-safe
 
+    def _start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%H%M%S")
+        self.log_path = self.log_dir / f"{self.kind}-{stamp}-{len(os.listdir(self.log_dir))}.log"
+        command = [sys.executable, "-u", "-m", self.module, "--host", self.host,
+                   "--port", str(self.port), *_flags(self.options)]
+        env = {**os.environ, "POLLING_LAB_PARENT_PID": str(os.getpid()),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                           os.environ.get("PYTHONPATH")]))}
+        with open(self.log_path, "wb") as log:
+            log.write(f"$ {' '.join(command)}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            env=env)
+        _running.add(self)
+        try:
+            self.url = _wait_ready(self, self.ready_timeout, self.port)
+        except BaseException:
+            self.stop()
+            raise
+
+    def restart(self, **changes: Any) -> Server:
+        """Stop the server and start it again, with `changes` applied to its options.
+
+        An in-memory log starts over: a new `stream`, ids from 1. The port may change too
+        (unless one was given), so read `.url` again afterwards.
+        """
+        self.stop()
+        self.options = {**self.options, **changes}
+        self._start()
+        return self
+
     @property
     def pid(self) -> int:
+        assert self.process is not None, "the server was never started"
         return self.process.pid
 
     @property
     def running(self) -> bool:
-        return self.process.poll() is None
+        return self.process is not None and self.process.poll() is None
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         with self._lock:
             try:
                 response = self._session.request(method, self.url + path, timeout=5, **kwargs)
             except requests.RequestException as exc:
-                state = "is running" if self.running else f"exited ({self.process.returncode})"
+                state = "is running" if self.running else "has exited"
                 raise ServerNotReady(
                     f"{self.kind} server at {self.url} did not answer {path}: {exc}. The process "
                     f"{state}; its log is {self.log_path}.\n{self.log_tail()}"
@@ -113,6 +153,13 @@ class Server:
         health: dict[str, Any] = self._call("GET", "/health").json()
         return health
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far, from /proc (Linux)."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
     def log_tail(self, lines: int = 15) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
@@ -125,15 +172,18 @@ class Server:
         _running.discard(self)
         with self._lock:
             self._session.close()
-        if self.process.poll() is None:
-            _signal_group(self.process.pid, signal.SIGTERM)
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            _signal_group(process.pid, signal.SIGTERM)
             try:
-                self.process.wait(timeout)
+                process.wait(timeout)
             except subprocess.TimeoutExpired:
-                _signal_group(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+                _signal_group(process.pid, signal.SIGKILL)
+        process.wait()
         # Children in the group (none today) would be orphans now; make sure of them too.
-        _signal_group(self.process.pid, signal.SIGKILL)
+        _signal_group(process.pid, signal.SIGKILL)
 
     def __enter__(self) -> Server:
         return self
@@ -143,6 +193,8 @@ class Server:
         self.stop()
 
     def __repr__(self) -> str:
+        if self.process is None:
+            return f"<Server {self.kind}, not started>"
         state = "running" if self.running else f"stopped (exit {self.process.returncode})"
         return f"<Server {self.kind} at {self.url}, pid {self.pid}, {state}>"
 
@@ -167,29 +219,9 @@ def launch(kind: str = "asyncio", *, host: str = "127.0.0.1", port: int = 0,
     Raises ServerNotReady, with the tail of the server's log, if the server exits or does not
     answer within `ready_timeout` seconds.
     """
-    if kind not in KINDS:
-        raise ValueError(f"Unknown server kind {kind!r}; choose one of {', '.join(KINDS)}.")
-    module = KINDS[kind]
-    directory = Path(log_dir) if log_dir else _default_log_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    log_path = directory / f"{kind}-{time.strftime('%H%M%S')}-{len(os.listdir(directory))}.log"
-    command = [sys.executable, "-u", "-m", module, "--host", host, "--port", str(port),
-               *_flags(options)]
-    env = {**os.environ, "POLLING_LAB_PARENT_PID": str(os.getpid()),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                       os.environ.get("PYTHONPATH")]))}
-    with open(log_path, "wb") as log:
-        log.write(f"$ {' '.join(command)}\n".encode())
-        log.flush()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True, env=env)
-    server = Server(kind, module, "", process, log_path)
-    _running.add(server)
-    try:
-        server.url = _wait_ready(server, ready_timeout, port)
-    except BaseException:
-        server.stop()
-        raise
+    server = Server(kind, host=host, port=port, ready_timeout=ready_timeout,
+                    log_dir=Path(log_dir) if log_dir else _default_log_dir(), options=options)
+    server._start()
     return server
 
 
@@ -197,6 +229,7 @@ def _wait_ready(server: Server, timeout: float, port: int) -> str:
     deadline = time.monotonic() + timeout
     url = ""
     while time.monotonic() < deadline:
+        assert server.process is not None
         if server.process.poll() is not None:
             hint = ""
             if port and b"in use" in server.log_path.read_bytes():
