@@ -1,5 +1,47 @@
+"""Project-wide pytest set-up, for the unit tests and for the notebooks under nbval."""
+
+from __future__ import annotations
+
 import os
+import time
+from pathlib import Path
+
+import pytest
 
 # Notebooks shrink their long live runs when they run unattended (helpers.headless()).
 # nbval starts each kernel from this process, so the kernel inherits this variable.
 os.environ.setdefault("POLLING_LAB_HEADLESS", "1")
+
+
+def bundled_server_pids() -> set[int]:
+    """PIDs of live `python -m servers.<name>` processes on this machine (Linux /proc)."""
+    pids = set()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"-m" in argv and any(arg.startswith(b"servers.") for arg in argv):
+            pids.add(int(entry.name))
+    return pids
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_BEFORE] = bundled_server_pids()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a test or a notebook left a bundled server running."""
+    before = session.config.stash.get(_BEFORE, set())
+    deadline = time.monotonic() + 5  # a stopped kernel's servers get SIGTERM, then exit
+    while (left := bundled_server_pids() - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"FAILED: bundled server processes left running: {sorted(left)}",
+                                red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_BEFORE = pytest.StashKey[set[int]]()

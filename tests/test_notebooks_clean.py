@@ -1,0 +1,38 @@
+"""Notebooks are committed clean: no outputs, no execution counts, no widget state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks() -> None:
+    assert NOTEBOOKS, "notebooks/ has no .ipynb files"
+
+
+def test_no_untitled_notebooks() -> None:
+    assert not [nb.name for nb in NOTEBOOKS if nb.name.lower().startswith("untitled")]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_without_outputs(path: Path) -> None:
+    notebook = json.loads(path.read_text())
+    dirty = [
+        index
+        for index, cell in enumerate(notebook["cells"])
+        if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count"))
+    ]
+    assert not dirty, f"{path.name}: cells {dirty} have outputs; clear them before committing"
+    assert "widgets" not in notebook.get("metadata", {}), f"{path.name} carries widget state"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_opens_with_an_environment_check(path: Path) -> None:
+    cells = json.loads(path.read_text())["cells"]
+    assert cells[0]["cell_type"] == "markdown", f"{path.name} should open with a few sentences"
+    first_code = next(c for c in cells if c["cell_type"] == "code")
+    assert "check_environment()" in "".join(first_code["source"])
