@@ -37,6 +37,7 @@ KINDS: dict[str, str] = {
     "flask": "servers.flask_server",
     "asyncio": "servers.fastapi_server",
     "fastapi": "servers.fastapi_server",
+    "racy": "servers.racy_server",
 }
 
 _READY_LINE = re.compile(rb"serving on (http://\S+)")
@@ -108,10 +109,13 @@ class Server:
     def restart(self, **changes: Any) -> Server:
         """Stop the server and start it again, with `changes` applied to its options.
 
-        An in-memory log starts over: a new `stream`, ids from 1. The port may change too
-        (unless one was given), so read `.url` again afterwards.
+        The server comes back on the same port, so running clients reconnect to it. An
+        in-memory log starts over (a new `stream`, ids from 1); a `store="sqlite:PATH"` log
+        keeps its stream and ids.
         """
         self.stop()
+        if self.url and not self.port:
+            self.port = int(self.url.rsplit(":", 1)[1])
         self.options = {**self.options, **changes}
         self._start()
         return self

@@ -8,6 +8,7 @@ lives here, so that placing two server files side by side shows nothing but the 
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import math
 import os
@@ -28,6 +29,7 @@ DEFAULT_LIMIT = 100
 MAX_TIMEOUT_S = 300.0
 DEFAULT_MESSAGE = "Manual event triggered!"
 STREAM_HEADER = "X-Stream-Id"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 class Event(TypedDict):
@@ -97,15 +99,23 @@ class EventLog:
     def publish(self, message: str = DEFAULT_MESSAGE) -> Event:
         with self._lock:
             event: Event = {"id": self.last_id + 1, "timestamp": time.time(), "message": message}
+            self._store(event)
             self._events.append(event)
             excess = len(self._events) - self.retention
             # Trim in batches, so that deleting from the front of the list stays amortised O(1).
             if excess >= max(1, self.retention // 4):
                 del self._events[:excess]
                 self._first_id += excess
+                self._forget_before(self._first_id)
         for callback in self._on_publish:
             callback(event)
         return event
+
+    def _store(self, event: Event) -> None:
+        """Persist a new event before it becomes visible; in memory, there is nothing to do."""
+
+    def _forget_before(self, first_kept_id: int) -> None:
+        """Drop persisted events older than the retention window; in memory, nothing to do."""
 
     def since(self, last_event_id: int, limit: int = DEFAULT_LIMIT) -> list[Event]:
         """The events with id > last_event_id, oldest first, at most `limit`.
@@ -178,7 +188,7 @@ def parse_message(body: bytes, query: Mapping[str, str]) -> str:
     if body.strip():
         try:
             data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # nesting too deep: also bad
             raise ApiError(
                 400,
                 "malformed_json",
@@ -200,6 +210,19 @@ def parse_message(body: bytes, query: Mapping[str, str]) -> str:
             f"The message has {len(message)} characters; the limit is {MAX_MESSAGE_CHARS}.",
         )
     return message
+
+
+def check_token(config: ServerConfig, authorization: str | None) -> None:
+    """Refuse a publish without the server's token, when it was started with one."""
+    if config.token is None:
+        return
+    if not (authorization and hmac.compare_digest(authorization, f"Bearer {config.token}")):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "This server was started with --token; send the header 'Authorization: Bearer "
+            "<token>' (connect(url, token) does it for you).",
+        )
 
 
 def not_found(path: str) -> ApiError:
@@ -263,8 +286,17 @@ class Stats:
         with self._lock:
             self.empty_responses += 1
 
-    def wait_started(self) -> None:
+    def wait_started(self, limit: int = sys.maxsize) -> None:
+        """Count one more held poll, or refuse it with 503 when `limit` are already held."""
         with self._lock:
+            if self.waiting >= limit:
+                raise ApiError(
+                    503,
+                    "too_many_waiting",
+                    f"This server already holds {limit} long polls, its limit; retry after the "
+                    "number of seconds in the Retry-After header.",
+                    headers={"Retry-After": "2"},
+                )
             self.waiting += 1
             self.peak_waiting = max(self.peak_waiting, self.waiting)
 
@@ -304,6 +336,9 @@ class ServerConfig:
     generate_every: float | None = None  # publish a generated event every N seconds
     check_interval: float = 1.0  # the naive server's sleep between checks
     threaded: bool = True  # the Flask server only
+    store: str | None = None  # None (in memory) or "sqlite:PATH" (survives restarts)
+    max_waiting: int = 15_000  # long polls held at once; beyond it, 503 with Retry-After
+    token: str | None = None  # required by POST /trigger_event when set
 
     def __post_init__(self) -> None:
         if not 0 <= self.hold <= MAX_TIMEOUT_S:
@@ -314,6 +349,14 @@ class ServerConfig:
             raise ValueError("check_interval must be a positive number of seconds")
         if self.generate_every is not None and self.generate_every <= 0:
             raise ValueError("generate_every must be a positive number of seconds")
+        if self.max_waiting < 0:
+            raise ValueError("max_waiting must be 0 or more")
+        if self.token is None and self.host not in LOOPBACK:
+            raise ValueError(
+                f"--host {self.host} lets other machines publish events; start with "
+                "--token SECRET so that only people who know it can (learners then use "
+                "connect(url, token))"
+            )
 
 
 def parse_config(name: str, argv: list[str] | None = None, *, flask: bool = False) -> ServerConfig:
@@ -325,6 +368,13 @@ def parse_config(name: str, argv: list[str] | None = None, *, flask: bool = Fals
     p.add_argument("--retention", type=int, default=10_000, help="events kept in memory")
     p.add_argument("--generate-every", type=float, default=None, metavar="S",
                    help="publish a generated event every S seconds")
+    p.add_argument("--store", default=None, metavar="memory|sqlite:PATH",
+                   help="where events live; sqlite:PATH keeps stream and ids across restarts")
+    p.add_argument("--max-waiting", type=int, default=15_000, metavar="N",
+                   help="long polls held at once; more get 503 with Retry-After")
+    p.add_argument("--token", default=None,
+                   help="require 'Authorization: Bearer TOKEN' on POST /trigger_event "
+                        "(needed with a --host other than loopback)")
     if flask:
         p.add_argument("--check-interval", type=float, default=1.0, metavar="S",
                        help="how long the naive long poll sleeps between checks")
@@ -382,10 +432,10 @@ def announce(name: str, sock: socket.socket, config: ServerConfig) -> str:
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}"
     print(f"polling-lab {name} serving on {url}", flush=True)
-    if host not in ("127.0.0.1", "::1", "localhost"):
+    if host not in LOOPBACK:
         print(
-            f"WARNING: {name} is reachable from other machines on {host}; anyone who can reach it "
-            "can read and publish events.",
+            f"WARNING: {name} is reachable from other machines on {host}: anyone who can reach "
+            "it can read its events. Publishing needs the --token.",
             flush=True,
         )
     return url

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,6 +32,7 @@ from servers.eventlog import (
     Stats,
     announce,
     bind_socket,
+    check_token,
     die_with_parent,
     method_not_allowed,
     not_found,
@@ -38,8 +40,13 @@ from servers.eventlog import (
     parse_message,
     parse_poll_params,
 )
+from servers.store import open_log
 
 NAME = "fastapi_server"
+
+#: Something a poll awaits after finding nothing new and before it starts waiting. This server
+#: passes none; `servers.racy_server` passes one to reopen the check-then-wait race on purpose.
+BeforeWait = Callable[[], Awaitable[None]]
 
 
 class Waiters:
@@ -69,12 +76,24 @@ async def _client_gone(receive: Receive) -> None:
         pass
 
 
-def create_app(config: ServerConfig | None = None) -> FastAPI:
-    """Build the FastAPI app; `app.state` holds its log, counters and config."""
+def create_app(config: ServerConfig | None = None, *, name: str = NAME,
+               before_wait: BeforeWait | None = None) -> FastAPI:
+    """Build the FastAPI app; `app.state` holds its log, counters and config.
+
+    `name` is what /health and /stats report. Leave `before_wait` unset: it exists only so that
+    `servers.racy_server` can be this server with the race reopened.
+    """
     config = config or ServerConfig()
-    log = EventLog(config.retention)
-    stats = Stats(NAME, log)
+    log = open_log(config.store, config.retention)
+    stats = Stats(name, log)
     waiters = Waiters()
+    closing = False  # set on shutdown: every held poll answers 204 at once
+
+    def release_waiters() -> None:
+        """Answer every held poll with 204 now, so a stop drops no request mid-flight."""
+        nonlocal closing
+        closing = True
+        waiters.wake_all()
     log.subscribe(lambda event: waiters.wake_all())
     # Many woken waiters share a cursor; encode their answer once per publish, not once each.
     encoded: dict[tuple[int, int], bytes] = {}
@@ -89,6 +108,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     app = FastAPI(title="Polling Lab: asyncio long polling", lifespan=lifespan)
     app.state.log, app.state.stats, app.state.config = log, stats, config
+    app.state.release_waiters = release_waiters
 
     def stream_response(body: bytes | None, status: int = 200) -> Response:
         headers = {STREAM_HEADER: log.stream}
@@ -126,12 +146,13 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """Readiness: the launcher polls this until the server answers."""
-        return {"status": "ok", "server": NAME, "stream": log.stream}
+        return {"status": "ok", "server": name, "stream": log.stream}
 
     @app.post("/trigger_event", status_code=201)
     async def trigger_event(request: Request) -> dict[str, Any]:
         """Publish one event; the publish itself wakes every held poll."""
         stats.count_request("trigger_event")
+        check_token(config, request.headers.get("Authorization"))
         event = log.publish(parse_message(await request.body(), request.query_params))
         return {"status": "event triggered", "event": event}
 
@@ -156,9 +177,11 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + params.timeout
             gone = asyncio.ensure_future(_client_gone(request.receive))
-            stats.wait_started()
+            stats.wait_started(config.max_waiting)
             try:
-                while body is None and (left := deadline - loop.time()) > 0:
+                while body is None and not closing and (left := deadline - loop.time()) > 0:
+                    if before_wait is not None:  # racy_server only: the race, on purpose
+                        await before_wait()
                     # No await between the check above and taking the future here, so a
                     # publish cannot fall between them: the check-then-wait race is closed.
                     woken = waiters.next_publish()
@@ -177,7 +200,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     @app.get("/stats")
     async def stats_view() -> dict[str, Any]:
         """The counters a notebook plots: requests, empty answers, waiting polls, threads."""
-        return stats.snapshot()
+        return {**stats.snapshot(), "max_waiting": config.max_waiting}
 
     return app
 
@@ -192,18 +215,32 @@ async def _generate(config: ServerConfig, log: EventLog) -> None:
         log.publish(f"Generated event #{n}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, *, name: str = NAME,
+         before_wait: BeforeWait | None = None) -> None:
     die_with_parent()
-    config = parse_config(NAME, argv)
+    config = parse_config(name, argv)
     sock = bind_socket(config.host, config.port)
-    announce(NAME, sock, config)
+    announce(name, sock, config)
+    app = create_app(config, name=name, before_wait=before_wait)
     server_config = uvicorn.Config(
-        create_app(config),
+        app,
         log_level="info",
         access_log=False,  # an access line per request would cost more than the request
-        timeout_graceful_shutdown=1,  # don't let held polls delay a stop by a whole hold
+        timeout_graceful_shutdown=1,  # don't let a stuck request delay a stop for long
     )
-    uvicorn.Server(server_config).run(sockets=[sock])
+    _GracefulServer(server_config, app.state.release_waiters).run(sockets=[sock])
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn, but a stop first answers every held poll with 204 instead of cutting it off."""
+
+    def __init__(self, config: uvicorn.Config, release_waiters: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.release_waiters = release_waiters
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.release_waiters()
+        await super().shutdown(sockets)
 
 
 if __name__ == "__main__":

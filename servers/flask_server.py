@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from typing import Any
 
@@ -23,11 +24,11 @@ from servers.eventlog import (
     ALLOWED_METHODS,
     STREAM_HEADER,
     ApiError,
-    EventLog,
     ServerConfig,
     Stats,
     announce,
     bind_socket,
+    check_token,
     die_with_parent,
     method_not_allowed,
     not_found,
@@ -36,6 +37,7 @@ from servers.eventlog import (
     parse_poll_params,
     start_generator,
 )
+from servers.store import open_log
 
 NAME = "flask_server"
 
@@ -44,9 +46,11 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     """Build the Flask app; `app.extensions["polling_lab"]` holds its log and counters."""
     config = config or ServerConfig()
     app = Flask(__name__)
-    log = EventLog(config.retention)
+    log = open_log(config.store, config.retention)
     stats = Stats(NAME, log)
-    app.extensions["polling_lab"] = {"log": log, "stats": stats, "config": config}
+    closing = threading.Event()  # set on shutdown: held polls answer 204 at their next check
+    app.extensions["polling_lab"] = {"log": log, "stats": stats, "config": config,
+                                     "closing": closing}
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> tuple[Response, int, dict[str, str]]:
@@ -77,6 +81,7 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     def trigger_event() -> tuple[dict[str, Any], int]:
         """Publish one event; every strategy's clients learn about it in their own way."""
         stats.count_request("trigger_event")
+        check_token(config, request.headers.get("Authorization"))
         event = log.publish(parse_message(request.get_data(), request.args))
         return {"status": "event triggered", "event": event}, 201
 
@@ -98,9 +103,11 @@ def create_app(config: ServerConfig | None = None) -> Flask:
         deadline = time.monotonic() + params.timeout
         found = log.since(params.last_event_id, params.limit)
         if not found:
-            stats.wait_started()
+            stats.wait_started(config.max_waiting)
             try:
-                while not found and (left := deadline - time.monotonic()) > 0:
+                while not found and not closing.is_set() and (
+                    left := deadline - time.monotonic()
+                ) > 0:
                     time.sleep(min(config.check_interval, left))
                     found = log.since(params.last_event_id, params.limit)
             finally:
@@ -117,6 +124,7 @@ def create_app(config: ServerConfig | None = None) -> Flask:
             **stats.snapshot(),
             "threaded": config.threaded,
             "check_interval": config.check_interval,
+            "max_waiting": config.max_waiting,
         }
 
     start_generator(config, log.publish)
@@ -136,12 +144,28 @@ def main(argv: list[str] | None = None) -> None:
     )
     sock.close()  # the server holds its own duplicate of the listening socket
     announce(NAME, server.socket, config)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    server.serve_forever()  # returns on KeyboardInterrupt, and closes the socket
+    state = app.extensions["polling_lab"]
 
+    def graceful_stop() -> None:
+        # Held polls notice `closing` at their next check and answer 204; give them up to
+        # two check intervals (at most 2 s), then stop serving.
+        state["closing"].set()
+        deadline = time.monotonic() + min(2.0, 2 * config.check_interval + 0.2)
+        while state["stats"].waiting and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # let the last 204s leave their threads' sockets
+        server.shutdown()
 
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    def on_sigterm(signum: int, frame: object) -> None:
+        threading.Thread(target=graceful_stop, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 if __name__ == "__main__":
