@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,18 +12,26 @@ import pytest
 # Notebooks shrink their long live runs when they run unattended (helpers.headless()).
 # nbval starts each kernel from this process, so the kernel inherits this variable.
 os.environ.setdefault("POLLING_LAB_HEADLESS", "1")
+# Every process started from this run (kernels, and the servers they launch) inherits this tag,
+# so the leftover check below sees only this run's servers, not another run's on the machine.
+RUN_TAG = f"POLLING_LAB_TEST_RUN={uuid.uuid4().hex}".encode()
+os.environ["POLLING_LAB_TEST_RUN"] = RUN_TAG.split(b"=", 1)[1].decode()
 
 
-def bundled_server_pids() -> set[int]:
-    """PIDs of live `python -m servers.<name>` processes on this machine (Linux /proc)."""
+def bundled_server_pids(tag: bytes | None = RUN_TAG) -> set[int]:
+    """PIDs of live `python -m servers.<name>` processes (Linux /proc), started by this run
+    unless `tag` is None."""
     pids = set()
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if not (b"-m" in argv and any(arg.startswith(b"servers.") for arg in argv)):
+                continue
+            if tag is not None and tag not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
         except OSError:
             continue
-        if b"-m" in argv and any(arg.startswith(b"servers.") for arg in argv):
-            pids.add(int(entry.name))
+        pids.add(int(entry.name))
     return pids
 
 
