@@ -112,16 +112,19 @@ class _AbortableAdapter(HTTPAdapter):
 
     def __init__(self) -> None:
         self.sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self.aborted = False  # set by abort(), cleared by the client's start()
         super().__init__(pool_connections=1, pool_maxsize=1, max_retries=0)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        sockets = self.sockets
+        adapter = self
 
         class Connection(urllib3.connection.HTTPConnection):
             def connect(self) -> None:
                 super().connect()
-                sockets.add(self.sock)
+                adapter.sockets.add(self.sock)
+                if adapter.aborted:  # abort() came while we connected: don't start a hold
+                    self.sock.shutdown(socket.SHUT_RDWR)
 
         class Pool(urllib3.HTTPConnectionPool):
             ConnectionCls = Connection
@@ -130,6 +133,7 @@ class _AbortableAdapter(HTTPAdapter):
                                                    "http": Pool}
 
     def abort(self) -> None:
+        self.aborted = True
         for sock in list(self.sockets):
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -221,6 +225,7 @@ class PollClient:
         if self.running:
             return self
         self._stop.clear()
+        self._adapter.aborted = False
         self.error = None
         self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
         self._thread.start()

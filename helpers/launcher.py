@@ -26,7 +26,7 @@ from typing import Any
 
 import requests
 
-from helpers.errors import ServerNotReady
+from helpers.errors import PollError, ServerNotReady, ServerUnavailable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,6 +38,7 @@ KINDS: dict[str, str] = {
     "asyncio": "servers.fastapi_server",
     "fastapi": "servers.fastapi_server",
     "racy": "servers.racy_server",
+    "proxy": "servers.proxy",  # launch("proxy", upstream=server.url, read_timeout=S)
 }
 
 _READY_LINE = re.compile(rb"serving on (http://\S+)")
@@ -139,7 +140,8 @@ class Server:
                     f"{self.kind} server at {self.url} did not answer {path}: {exc}. The process "
                     f"{state}; its log is {self.log_path}.\n{self.log_tail()}"
                 ) from exc
-        response.raise_for_status()
+        if response.status_code >= 400:
+            raise _refusal(response)
         return response
 
     def trigger(self, message: str | None = None) -> dict[str, Any]:
@@ -156,6 +158,20 @@ class Server:
     def health(self) -> dict[str, Any]:
         health: dict[str, Any] = self._call("GET", "/health").json()
         return health
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP to its group): it accepts nothing and answers nothing.
+
+        This is what a stall looks like from outside: a long garbage-collection pause, a host
+        swapping, a debugger on a breakpoint. `resume()` lets it carry on where it stopped.
+        """
+        assert self.process is not None, "the server was never started"
+        _signal_group(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server carry on (SIGCONT to its group)."""
+        assert self.process is not None, "the server was never started"
+        _signal_group(self.process.pid, signal.SIGCONT)
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the server process has used so far, from /proc (Linux)."""
@@ -181,6 +197,7 @@ class Server:
             return
         if process.poll() is None:
             _signal_group(process.pid, signal.SIGTERM)
+            _signal_group(process.pid, signal.SIGCONT)  # a paused server must run to exit
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -201,6 +218,22 @@ class Server:
             return f"<Server {self.kind}, not started>"
         state = "running" if self.running else f"stopped (exit {self.process.returncode})"
         return f"<Server {self.kind} at {self.url}, pid {self.pid}, {state}>"
+
+
+def _refusal(response: requests.Response) -> PollError | ServerUnavailable:
+    """Turn a server's JSON error into the kit's exception, keeping its code and detail."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    detail = str(body.get("detail") or response.reason or "no detail")
+    if response.status_code >= 500:
+        retry_after = response.headers.get("Retry-After")
+        return ServerUnavailable(f"HTTP {response.status_code}: {detail}",
+                                 retry_after=float(retry_after) if retry_after else None)
+    return PollError(response.status_code, str(body.get("error", "error")), detail)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
