@@ -16,6 +16,7 @@ import json
 import random
 import threading
 import time
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
@@ -26,6 +27,19 @@ from helpers.errors import PollError, ServerUnavailable
 from helpers.metrics import Metrics
 
 Strategy = Literal["short", "long"]
+#: How a client waits before retrying after a failure: a fixed `backoff_base` ("none"), doubling
+#: from it up to `backoff_cap` ("exponential"), or a uniform draw below that ("full-jitter").
+Backoff = Literal["none", "exponential", "full-jitter"]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One request of one simulated client, recorded when `Swarm(record=True)`."""
+
+    client: str
+    sent_at: float  # time.time() when it was sent
+    status: int  # the HTTP status, 0 when no answer came (refused, cut, timed out)
+    ok: bool  # answered with 200, 204 or 410: the client's cursor moved on normally
 
 
 class Swarm:
@@ -34,9 +48,12 @@ class Swarm:
     def __init__(self, url: str, n: int, strategy: Strategy = "long", *, interval: float = 1.0,
                  hold: float = 30.0, metrics: Metrics | None = None, last_event_id: int = 0,
                  limit: int = 100, backoff_base: float = 0.1, backoff_cap: float = 5.0,
+                 backoff: Backoff = "full-jitter", record: bool = False,
                  name: str = "swarm") -> None:
         if strategy not in ("short", "long"):
             raise ValueError('strategy must be "short" or "long"')
+        if backoff not in ("none", "exponential", "full-jitter"):
+            raise ValueError('backoff must be "none", "exponential" or "full-jitter"')
         if n < 1:
             raise ValueError("a swarm needs at least one client")
         self.url = url.rstrip("/")
@@ -46,12 +63,18 @@ class Swarm:
         self.hold = hold
         self.limit = limit
         self.backoff = (backoff_base, backoff_cap)
+        self.backoff_mode = backoff
+        self.record = record
+        self.attempts: list[Attempt] = []  # every request, when record=True
+        self.kills = 0  # clients killed by kill()
         self.metrics = metrics if metrics is not None else Metrics()
         self.cursors = [Cursor(f"{name}-{i}", self.metrics, last_event_id) for i in range(n)]
         self.errors: list[PollError] = []  # clients stopped by a 4xx, with the reason
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: dict[int, asyncio.Task[None]] = {}  # by index into self.cursors
         self._ready = threading.Event()
 
     @property
@@ -79,6 +102,44 @@ class Swarm:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def kill(self, n: int = 1, *, restart: bool = True, down_for: float = 0.0,
+             rng: random.Random | None = None, timeout: float = 5.0) -> list[str]:
+        """Kill `n` random running clients at once, as if their processes died mid-request.
+
+        Each killed client's connection closes without a goodbye. With `restart`, each comes
+        back `down_for` seconds later as a fresh client that kept its cursor (as an app that
+        stored its `last_event_id` would), so it resumes where it was. Returns their names.
+        """
+        loop = self._loop
+        if loop is None or not self.running:
+            raise RuntimeError("the swarm is not running; start() it first")
+        future = asyncio.run_coroutine_threadsafe(
+            self._kill(n, restart, down_for, rng or random.Random()), loop)
+        return future.result(timeout)
+
+    async def _kill(self, n: int, restart: bool, down_for: float,
+                    rng: random.Random) -> list[str]:
+        alive = [i for i, task in self._tasks.items() if not task.done()]
+        chosen = rng.sample(alive, min(n, len(alive)))
+        for i in chosen:
+            self._tasks[i].cancel()
+        await asyncio.gather(*(self._tasks[i] for i in chosen), return_exceptions=True)
+        self.kills += len(chosen)
+        session = self._session
+        if restart and session is not None:
+            for i in chosen:
+                self._tasks[i] = asyncio.create_task(
+                    self._client(session, self.cursors[i], delay=down_for))
+        return [str(self.cursors[i].name) for i in chosen]
+
+    def _retry_delay(self, failures: int) -> float:
+        base, cap = self.backoff
+        if self.backoff_mode == "none":
+            return base
+        if self.backoff_mode == "exponential":
+            return float(min(cap, base * 2 ** max(0, failures - 1)))
+        return backoff_delay(failures, base, cap)
+
     def __enter__(self) -> Swarm:
         return self.start()
 
@@ -100,14 +161,19 @@ class Swarm:
         read = self.hold + READ_MARGIN_S if self.strategy == "long" else READ_MARGIN_S
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=read)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            tasks = [asyncio.create_task(self._client(session, cursor)) for cursor in self.cursors]
+            self._session = session
+            self._tasks = {i: asyncio.create_task(self._client(session, cursor))
+                           for i, cursor in enumerate(self.cursors)}
             self._ready.set()
             await self._stopping.wait()
-            for task in tasks:
+            for task in self._tasks.values():
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            self._session = None
 
-    async def _client(self, session: aiohttp.ClientSession, cursor: Cursor) -> None:
+    async def _client(self, session: aiohttp.ClientSession, cursor: Cursor,
+                      delay: float = 0.0) -> None:
+        await asyncio.sleep(delay)
         if self.strategy == "long":
             endpoint = "/poll_for_updates"
         else:
@@ -121,26 +187,34 @@ class Swarm:
             if self.strategy == "long":
                 params["timeout"] = self.hold
             self.metrics.count_request()
+            sent_at, status = time.time(), 0
             try:
                 try:
                     async with session.get(self.url + endpoint, params=params) as response:
+                        status = response.status
                         body = await response.read()
                         received = time.time()
-                        status, headers = response.status, response.headers
+                        headers = response.headers
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                     raise ServerUnavailable(f"{type(exc).__name__}: {exc}") from exc
                 cursor.apply(status, headers, functools.partial(json.loads, body), received)
             except PollError as exc:
+                self._record(cursor, sent_at, status, False)
                 self.errors.append(exc)
                 self.metrics.record_error(str(exc))
                 return
             except ServerUnavailable as exc:
+                self._record(cursor, sent_at, status, False)
                 failures += 1
                 self.metrics.record_error(str(exc))
-                delay = backoff_delay(failures, *self.backoff)
-                await asyncio.sleep(max(delay, exc.retry_after or 0))
+                await asyncio.sleep(max(self._retry_delay(failures), exc.retry_after or 0))
                 continue
+            self._record(cursor, sent_at, status, True)
             failures = 0
             if self.strategy == "short":
                 await asyncio.sleep(max(0.0, started + self.interval - time.monotonic()))
+
+    def _record(self, cursor: Cursor, sent_at: float, status: int, ok: bool) -> None:
+        if self.record:  # list.append is atomic: readers in other threads see whole entries
+            self.attempts.append(Attempt(str(cursor.name), sent_at, status, ok))
 

@@ -8,6 +8,7 @@ lives here, so that placing two server files side by side shows nothing but the 
 from __future__ import annotations
 
 import argparse
+import errno
 import hmac
 import json
 import math
@@ -203,6 +204,13 @@ def parse_message(body: bytes, query: Mapping[str, str]) -> str:
         message = query.get("message", DEFAULT_MESSAGE)
     if not isinstance(message, str):
         raise ApiError(422, "bad_parameter", "message must be a JSON string, for example \"hi\".")
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate such as "\ud800": valid JSON, not valid text
+        raise ApiError(
+            422, "bad_parameter", "message must be valid Unicode text; it contains a lone "
+            "surrogate such as \\ud800, which cannot be sent back as UTF-8."
+        ) from None
     if len(message) > MAX_MESSAGE_CHARS:
         raise ApiError(
             413,
@@ -399,7 +407,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        if exc.errno == 98:  # EADDRINUSE
+        if exc.errno == errno.EADDRINUSE:
             raise SystemExit(
                 f"Port {port} is in use by another program; pass --port 0 (or leave port unset "
                 "in launch()) to pick a free port."
