@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,13 @@ def test_notebook_opens_with_an_environment_check(path: Path) -> None:
     assert cells[0]["cell_type"] == "markdown", f"{path.name} should open with a few sentences"
     first_code = next(c for c in cells if c["cell_type"] == "code")
     assert "check_environment()" in "".join(first_code["source"])
+
+
+def test_every_notebook_is_linked_from_start_here() -> None:
+    start = next((nb for nb in NOTEBOOKS if nb.name == "00_start_here.ipynb"), None)
+    assert start is not None, "notebooks/00_start_here.ipynb, the index, is missing"
+    markdown = "".join("".join(cell["source"]) for cell in json.loads(start.read_text())["cells"]
+                       if cell["cell_type"] == "markdown")
+    linked = set(re.findall(r"\]\(\s*(?:\./)?([^)\s]+\.ipynb)\s*\)", markdown))
+    missing = [nb.name for nb in NOTEBOOKS if nb != start and nb.name not in linked]
+    assert not missing, f"00_start_here.ipynb has no [title](name.ipynb) link to {missing}"

@@ -1,0 +1,314 @@
+"""Notebooks 01-04 in a real JupyterLab, in a real browser, the way a learner meets them.
+
+nbval runs the cells but renders nothing. Here each notebook is opened in JupyterLab in headless
+Chromium and run from the Run menu, then its live panel is used as a learner would: "Start",
+"Trigger event" a few times, "Stop". The test checks that the counters change in the page (so the
+widget updates from the kernel's threads reach the browser), that the latency plot rendered, and
+that no cell shows an error. It leaves a screenshot per notebook in results/screenshots/.
+
+The notebooks' clean-up cells stop their panels and servers, so the test runs every cell above
+the clean-up section first, uses the panel, and then runs the clean-up.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from browser.conftest import Budget, Chromium, Lab  # which also defines the fixtures
+
+pytestmark = pytest.mark.browser
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+NOTEBOOKS = sorted(p.name for p in NOTEBOOK_DIR.glob("0[1-4]_*.ipynb"))
+RUN_TIMEOUT_S = 150.0  # one notebook's cells, headless; they take about 30 s here
+CLICKS = 3
+TRIGGER = re.compile(r"^\s*(Trigger event|Trigger 1)\s*$")  # Panel's, and ComparePanel's
+MAX_SHOT_HEIGHT = 15_000  # pixels; Chromium's limit for one capture is about 16k
+
+# The notebook on screen (JupyterLab hides, rather than removes, inactive tabs).
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+
+CELL_STATES_JS = """(panel) => [...document.querySelectorAll(panel + ' .jp-Notebook-cell')].map(
+    (cell) => ({
+        code: cell.classList.contains('jp-CodeCell'),
+        prompt: (cell.querySelector('.jp-InputPrompt') || {textContent: ''}).textContent.trim(),
+        stderr: [...cell.querySelectorAll(
+            '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+            .map((output) => output.textContent),
+    }))"""
+
+# From the "Trigger event" button up to the Panel's box: the first ancestor that also holds
+# the counters table and the plot.
+PANEL_ROOT_JS = """(button) => {
+    let node = button;
+    while (node && !(node.textContent.includes('events triggered') && node.querySelector('img')))
+        node = node.parentElement;
+    return node;
+}"""
+
+_ERROR = re.compile(r"Traceback \(most recent call last\)|^\w*(Error|Exception)\b", re.M)
+
+
+def cleanup_index(cells: list[dict[str, Any]]) -> int | None:
+    """Index of the first cell of the notebook's clean-up section, if it has one.
+
+    That is the last markdown heading that says "clean up", or else a last code cell that
+    stops or closes things.
+    """
+    for index in range(len(cells) - 1, -1, -1):
+        cell = cells[index]
+        source = "".join(cell["source"])
+        heading = re.search(r"^#+ .*clean[ -]?up", source, re.I | re.M)
+        if cell["cell_type"] == "markdown" and heading:
+            return index
+    code = [i for i, c in enumerate(cells) if c["cell_type"] == "code"]
+    if code and re.search(r"\.(stop|close)\(\)", "".join(cells[code[-1]]["source"])):
+        return code[-1]
+    return None
+
+
+class NotebookPage:
+    """The JupyterLab page with one notebook open, and what the test does to it."""
+
+    def __init__(self, page: Any, lab: Lab, name: str, budget: Budget) -> None:
+        self.page, self.lab, self.name, self.budget = page, lab, name, budget
+        self.cells: list[dict[str, Any]] = json.loads((lab.root / name).read_text())["cells"]
+        self.page_errors: list[str] = []
+        self.requests: list[str] = []
+        page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
+        page.on("request", lambda request: self.requests.append(request.url))
+
+    # --- JupyterLab's own controls ---------------------------------------------------------
+
+    def menu(self, menu: str, item: str) -> None:
+        """Click `item` in the menu bar's `menu`, as a learner would."""
+        self.page.locator(".lm-MenuBar-itemLabel").get_by_text(menu, exact=True).click(
+            timeout=self.budget.left(10) * 1000)
+        self.page.locator(".lm-Menu:visible .lm-Menu-itemLabel").get_by_text(
+            item, exact=True).click(timeout=self.budget.left(10) * 1000)
+
+    def session(self) -> dict[str, Any] | None:
+        sessions = [s for s in self.lab.api("/api/sessions") if s["path"] == self.name]
+        return sessions[0] if sessions else None
+
+    def kernel_idle(self) -> bool:
+        session = self.session()
+        return bool(session and session["kernel"]["execution_state"] == "idle")
+
+    def states(self) -> list[dict[str, Any]]:
+        states: list[dict[str, Any]] = self.page.evaluate(CELL_STATES_JS, PANEL)
+        return states
+
+    def errors(self) -> list[str]:
+        return [f"cell {i}: {text.strip()[-1500:]}" for i, state in enumerate(self.states())
+                for text in state["stderr"] if _ERROR.search(text)]
+
+    def select_cell(self, index: int) -> None:
+        cell = self.page.locator(f"{PANEL} .jp-Notebook-cell").nth(index)
+        cell.locator(".jp-InputPrompt").click(timeout=self.budget.left(10) * 1000)
+        self.budget.wait_for(
+            lambda: "jp-mod-active" in (cell.get_attribute("class") or ""), 10,
+            f"cell {index} to become the active cell")
+
+    # --- waiting ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        self.page.goto(f"{self.lab.url}/lab/tree/{self.name}?reset",
+                       timeout=self.budget.left(60) * 1000)
+        self.budget.wait_for(
+            lambda: self.page.locator(f"{PANEL} .jp-Notebook-cell").count() == len(self.cells),
+            60, f"JupyterLab to render the {len(self.cells)} cells of {self.name}")
+        self.budget.wait_for(self.kernel_idle, 60, f"the kernel of {self.name} to start")
+        dialogs = self.page.locator(".jp-Dialog")
+        assert dialogs.count() == 0, f"a dialog opened with the notebook: {dialogs.inner_text()}"
+
+    def wait_until_run(self, cells: range, what: str) -> None:
+        """Wait until the code cells in `cells` have run, or the run stopped at an error.
+
+        Cells with a collapsed input (a hidden solution) show no prompt; `check_saved()`
+        covers them at the end.
+        """
+        code = [i for i in cells if self.cells[i]["cell_type"] == "code"
+                and not self.cells[i]["metadata"].get("jupyter", {}).get("source_hidden")]
+        stopped_since: list[float] = []
+
+        def finished() -> bool:
+            states = self.states()
+            prompts = [states[i]["prompt"] for i in code]
+            if any("*" in p for p in prompts) or not self.kernel_idle():
+                stopped_since.clear()
+                return False
+            if all(re.fullmatch(r"\[\d+\]:", p) for p in prompts) or self.errors():
+                return True
+            # Idle, nothing queued, yet cells not run: JupyterLab dropped the queue, or has
+            # not queued the cells yet. Give it a few seconds to settle.
+            stopped_since.append(time.monotonic())
+            return time.monotonic() - stopped_since[0] > 5
+
+        self.budget.wait_for(finished, RUN_TIMEOUT_S, what, interval=0.5)
+        assert not (errors := self.errors()), f"{self.name}: error output\n" + "\n".join(errors)
+        not_run = [i for i in code if not re.fullmatch(r"\[\d+\]:", self.states()[i]["prompt"])]
+        assert not not_run, f"{self.name}: cells {not_run} did not run ({what})"
+
+    def check_saved(self) -> None:
+        """Save the working copy (File > Save Notebook); every code cell ran, none failed."""
+        self.menu("File", "Save Notebook")
+        tab = self.page.locator(".lm-TabBar-tab.jp-mod-current")
+        self.budget.wait_for(lambda: "jp-mod-dirty" not in (tab.get_attribute("class") or ""),
+                             15, f"{self.name} to be saved")
+        cells = json.loads((self.lab.root / self.name).read_text())["cells"]
+        code = [(i, cell) for i, cell in enumerate(cells) if cell["cell_type"] == "code"]
+        not_run = [i for i, cell in code if not cell.get("execution_count")]
+        failed = [f"cell {i}: {out['ename']}: {out['evalue']}" for i, cell in code
+                  for out in cell.get("outputs", []) if out["output_type"] == "error"]
+        assert not failed, f"{self.name}: error outputs in the saved notebook: {failed}"
+        assert not not_run, f"{self.name}: cells {not_run} never ran"
+
+    # --- the panel -------------------------------------------------------------------------
+
+    def use_panel(self) -> None:
+        """Start, click the trigger button CLICKS times, watch the counters, Stop.
+
+        The lessons' `Panel` has a "Trigger event" button and an "events triggered" row;
+        notebook 04's `ComparePanel` has "Trigger 1" and "N events triggered" in its table.
+        """
+        buttons = self.page.locator(f"{PANEL} button:visible", has_text=TRIGGER)
+        self.budget.wait_for(buttons.count, 10, 'a visible "Trigger event" button')
+        trigger = buttons.first
+        trigger.scroll_into_view_if_needed(timeout=self.budget.left(10) * 1000)
+        root = trigger.element_handle().evaluate_handle(PANEL_ROOT_JS).as_element()
+        assert root is not None, "the Trigger event button is not inside a panel"
+
+        def counter(label: str) -> int | None:
+            text = root.inner_text()
+            found = (re.search(rf"{label}\s*([\d,]+)", text)
+                     or re.search(rf"([\d,]+)\s*{label}", text))
+            return int(found.group(1).replace(",", "")) if found else None
+
+        triggered, received = counter("events triggered"), counter("events received")
+        assert triggered is not None, f"no 'events triggered' in the panel: {root.inner_text()}"
+        start = root.query_selector("button:has-text('Start')")
+        started = bool(start and start.is_enabled())
+        if started:
+            assert start is not None
+            start.click(timeout=self.budget.left(10) * 1000)
+            time.sleep(1)  # let the clients send their first polls
+        for _ in range(CLICKS):
+            trigger.click(timeout=self.budget.left(10) * 1000)
+            time.sleep(0.3)
+        self.budget.wait_for(lambda: (counter("events triggered") or 0) >= triggered + CLICKS, 15,
+                             f"'events triggered' to go from {triggered} to at least "
+                             f"{triggered + CLICKS} in the page")
+        if started and received is not None:
+            # Delivered events show up through the panel's refresh thread, not the click.
+            self.budget.wait_for(lambda: (counter("events received") or 0) > received, 15,
+                                 "'events received' to grow in the page")
+        if started:
+            stop = root.query_selector("button:has-text('Stop')")
+            assert stop is not None
+            stop.click(timeout=self.budget.left(10) * 1000)
+            self.budget.wait_for(lambda: start.is_enabled(), 20, "the panel to stop")
+        image = root.query_selector("img")
+        assert image is not None
+        self.budget.wait_for(lambda: image.evaluate("(img) => img.complete && img.naturalWidth"),
+                             10, "the latency plot <img> to render")
+
+    def screenshot(self, path: Path) -> None:
+        """The whole notebook, outputs included: the window is made as tall as the notebook
+        (up to MAX_SHOT_HEIGHT pixels) for the shot, since JupyterLab scrolls inside the page."""
+        size = self.page.viewport_size
+        extra = self.page.evaluate(
+            """(panel) => {
+                const scroller = document.querySelector(panel + ' .jp-WindowedPanel-outer');
+                return scroller ? scroller.scrollHeight - scroller.clientHeight : 0;
+            }""", PANEL)
+        self.page.set_viewport_size(
+            {"width": size["width"], "height": min(size["height"] + extra, MAX_SHOT_HEIGHT)})
+        try:
+            time.sleep(1)  # let JupyterLab lay itself out again
+            self.page.evaluate("""(panel) => {
+                const scroller = document.querySelector(panel + ' .jp-WindowedPanel-outer');
+                if (scroller) scroller.scrollTop = 0;
+            }""", PANEL)
+            self.page.screenshot(path=str(path), full_page=True,
+                                 timeout=self.budget.left(30) * 1000)
+        finally:
+            self.page.set_viewport_size(size)
+
+    def no_popups(self) -> None:
+        """The news and update notifications are off: no toast, and no request for either."""
+        toasts = self.page.locator(".Toastify__toast:visible")
+        assert toasts.count() == 0, f"a notification showed: {toasts.all_inner_texts()}"
+        asked = [url for url in self.requests if "/lab/api/news" in url or "/lab/api/update"
+                 in url]
+        assert not asked, f"JupyterLab asked for news or updates: {asked}"
+
+    def close_and_shut_down(self) -> None:
+        kernel = (self.session() or {}).get("kernel", {}).get("id")
+        self.menu("File", "Close and Shut Down Notebook…")
+        self.page.locator(".jp-Dialog button.jp-mod-accept").click(
+            timeout=self.budget.left(10) * 1000)
+        self.budget.wait_for(lambda: self.session() is None
+                             and all(k["id"] != kernel for k in self.lab.api("/api/kernels")),
+                             20, f"the kernel of {self.name} to shut down")
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_and_its_panel_works_in_jupyterlab(
+        name: str, lab: Lab, browser: Chromium, budget: Budget, screenshots: Path) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(budget.left(30) * 1000)
+    notebook = NotebookPage(page, lab, name, budget)
+    shot = screenshots / f"{Path(name).stem}.png"
+    for old in (shot, shot.with_name(f"{shot.stem}-failed.png")):
+        old.unlink(missing_ok=True)
+    try:
+        notebook.open()
+        cleanup = cleanup_index(notebook.cells)
+        if cleanup is None:
+            notebook.menu("Run", "Run All Cells")
+            notebook.wait_until_run(range(len(notebook.cells)), "Run > Run All Cells")
+        else:
+            notebook.select_cell(cleanup)
+            notebook.menu("Run", "Run All Above Selected Cell")
+            notebook.wait_until_run(range(cleanup), "Run > Run All Above Selected Cell")
+        notebook.use_panel()
+        notebook.no_popups()
+        notebook.screenshot(shot)
+        if cleanup is not None:
+            notebook.select_cell(cleanup)
+            notebook.menu("Run", "Run Selected Cell and All Below")
+            notebook.wait_until_run(range(cleanup, len(notebook.cells)),
+                                    "Run > Run Selected Cell and All Below (the clean-up)")
+        notebook.check_saved()
+        assert not notebook.page_errors, f"JavaScript errors: {notebook.page_errors}"
+        notebook.close_and_shut_down()
+    except BaseException:
+        try:
+            notebook.screenshot(shot.with_name(f"{shot.stem}-failed.png"))
+        except Exception:  # noqa: BLE001 - the original failure matters more
+            pass
+        raise
+    finally:
+        page.close()
+        lab.shut_down_session(name)  # after a failure, don't leave its kernel running
+
+
+def test_jupyterlab_stops_leaving_no_server(
+        lab: Lab, budget: Budget, bundled_server_pids: Callable[[], set[int]]) -> None:
+    """Shut JupyterLab down (by its process group); no server its kernels launched survives,
+    and no kernel either."""
+    lab.stop()
+    assert lab.process.returncode is not None
+    budget.wait_for(lambda: not lab.started_by_us(bundled_server_pids()), 10,
+                    "every server the notebooks' kernels launched to exit")
+    everything = {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()}
+    assert not lab.started_by_us(everything), "processes of the lab's kernels are still running"
