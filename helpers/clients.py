@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Callable, Hashable, Sequence
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -24,7 +25,7 @@ from requests.adapters import HTTPAdapter
 
 from helpers.errors import PollError, ServerUnavailable
 from helpers.metrics import Metrics
-from servers.eventlog import STREAM_HEADER, Event
+from servers.eventlog import LOOPBACK, STREAM_HEADER, Event
 
 CONNECT_TIMEOUT_S = 3.05
 READ_MARGIN_S = 5.0  # a long poll's read timeout is the hold plus this
@@ -160,6 +161,8 @@ class PollClient:
         self.error: PollError | None = None  # set when a 4xx stopped the client
         self._adapter = _AbortableAdapter()
         self.session = requests.Session()
+        # The kit's servers are on this machine: a proxy from the environment can't reach them.
+        self.session.trust_env = urlsplit(self.url).hostname not in LOOPBACK
         self.session.mount("http://", self._adapter)
         self.session.headers["User-Agent"] = "polling-lab"
         self._stop = threading.Event()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from helpers.clients import LongPollClient, PollClient, ShortPollClient
-from helpers.launcher import Server
+from helpers.launcher import ServerHandle
 from helpers.metrics import Metrics
 from helpers.swarm import Swarm
 
@@ -49,10 +49,30 @@ class Settings:
             raise ValueError("interval must be > 0; hold and rate >= 0; clients >= 1")
 
 
+def auto_trigger(stop: threading.Event, rate: Callable[[], float],
+                 trigger: Callable[[], object]) -> None:
+    """Call `trigger()` about `rate()` times a second until `stop` is set (a thread's target).
+
+    The rate is read again before every gap, so a slider moved while running applies at once;
+    while it is 0, nothing is published until it is raised.
+    """
+    rng = random.Random()
+    while not stop.is_set():
+        current = rate()
+        if current <= 0:
+            stop.wait(0.2)  # the rate may be raised while running
+            continue
+        # Gaps average 1/rate but vary, so events fall at every phase of a polling cycle.
+        if stop.wait(rng.uniform(0.5, 1.5) / current):
+            return
+        trigger()
+
+
 class Experiment:
     """Clients polling `server` with one strategy, plus an optional auto-trigger."""
 
-    def __init__(self, server: Server, settings: Settings | None = None, **changes: Any) -> None:
+    def __init__(self, server: ServerHandle, settings: Settings | None = None,
+                 **changes: Any) -> None:
         self.server = server
         self.settings = settings or Settings()
         if changes:
@@ -95,8 +115,10 @@ class Experiment:
             self._clients = LongPollClient(self.server.url, s.hold, metrics=self.metrics,
                                            last_event_id=now).start()
         self._stop_trigger.clear()
-        self._trigger_thread = threading.Thread(target=self._auto_trigger, daemon=True,
-                                                name="auto-trigger")
+        self._trigger_thread = threading.Thread(
+            target=auto_trigger, args=(self._stop_trigger, lambda: self.settings.rate,
+                                       self._auto_trigger_once),
+            daemon=True, name="auto-trigger")
         self._trigger_thread.start()
 
     def stop(self) -> None:
@@ -155,23 +177,14 @@ class Experiment:
         return {**self.metrics.summary(), "triggered": triggered, **vars(self.settings),
                 "server": self.server.kind}
 
-    def _auto_trigger(self) -> None:
-        rng = random.Random()
-        while not self._stop_trigger.is_set():
-            rate = self.settings.rate
-            if rate <= 0:
-                self._stop_trigger.wait(0.2)  # the rate may be raised while running
-                continue
-            # Gaps average 1/rate but vary, so events fall at every phase of a polling cycle.
-            if self._stop_trigger.wait(rng.uniform(0.5, 1.5) / rate):
-                return
-            try:
-                self.trigger()
-            except Exception:  # noqa: BLE001 - counted and shown, never printed from a thread
-                with self._lock:
-                    self.trigger_errors += 1
+    def _auto_trigger_once(self) -> None:
+        try:
+            self.trigger()
+        except Exception:  # noqa: BLE001 - counted and shown, never printed from a thread
+            with self._lock:
+                self.trigger_errors += 1
 
 
-def measure(server: Server, seconds: float, **settings: Any) -> dict[str, Any]:
+def measure(server: ServerHandle, seconds: float, **settings: Any) -> dict[str, Any]:
     """Run one experiment for `seconds` and return its summary (see `Experiment.run`)."""
     return Experiment(server, **settings).run(seconds)

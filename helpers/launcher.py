@@ -11,6 +11,7 @@ exit. Its output goes to a log file, never into cell output.
 
 from __future__ import annotations
 
+import abc
 import atexit
 import os
 import re
@@ -22,11 +23,11 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
-from helpers.errors import PollError, ServerNotReady, ServerUnavailable
+from helpers.errors import PollError, PollingLabError, ServerNotReady, ServerUnavailable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,7 +67,104 @@ def _flags(options: dict[str, Any]) -> list[str]:
     return flags
 
 
-class Server:
+_Handle = TypeVar("_Handle", bound="ServerHandle")
+
+
+class ServerHandle(abc.ABC):
+    """A bundled server as a notebook uses it, whether `launch()` started it or `connect()`
+    reached it: its `url`, `kind`, `module` and start `options`, and `trigger`, `stats` and
+    `health` over HTTP. Use it as a context manager, or call `stop()`.
+
+    Every call goes through `_call`, which translates what goes wrong into the kit's exceptions
+    in one place: `_unreachable` for a request that got no answer, `_refusal` for an HTTP error.
+    """
+
+    url: str
+    kind: str
+    module: str
+    options: dict[str, Any]
+    timeout: float = 5.0  # seconds each call may take
+
+    def __init__(self, session: requests.Session) -> None:
+        self._session = session
+        self._lock = threading.Lock()  # requests.Session is not documented as thread-safe
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        with self._lock:
+            try:
+                response = self._session.request(method, self.url + path, timeout=self.timeout,
+                                                 **kwargs)
+            except requests.RequestException as exc:
+                raise self._unreachable(path, exc) from exc
+        if response.status_code >= 400:
+            raise self._refusal(path, response)
+        return response
+
+    @abc.abstractmethod
+    def _unreachable(self, path: str, exc: requests.RequestException) -> PollingLabError:
+        """The exception for a call to `path` that got no answer, saying what to check."""
+
+    def _refusal(self, path: str, response: requests.Response) -> PollingLabError:
+        """Turn a server's JSON error into the kit's exception, keeping its code and detail."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        detail = str(body.get("detail") or response.reason or "no detail")
+        if response.status_code >= 500:
+            retry_after = response.headers.get("Retry-After")
+            return ServerUnavailable(f"HTTP {response.status_code}: {detail}",
+                                     retry_after=float(retry_after) if retry_after else None)
+        return PollError(response.status_code, str(body.get("error", "error")), detail)
+
+    def _publish_headers(self) -> dict[str, str]:
+        """Headers for POST /trigger_event: none for a server this kernel launched."""
+        return {}
+
+    def trigger(self, message: str | None = None) -> dict[str, Any]:
+        """Publish one event and return it (`id`, `timestamp`, `message`).
+
+        Raises PollError if the server refuses it: on a server reached with `connect()`, status
+        401 when the server wants a token and the one given is missing or wrong.
+        """
+        body = {} if message is None else {"message": message}
+        response = self._call("POST", "/trigger_event", json=body,
+                              headers=self._publish_headers())
+        event: dict[str, Any] = response.json()["event"]
+        return event
+
+    def stats(self) -> dict[str, Any]:
+        """The server's `/stats` counters (requests, waiting polls, threads, RSS, ...).
+
+        On a shared server, other learners' requests count there too.
+        """
+        stats: dict[str, Any] = self._call("GET", "/stats").json()
+        return stats
+
+    def health(self) -> dict[str, Any]:
+        """The server's `/health` answer: `status`, `server` (its module) and `stream`."""
+        health: dict[str, Any] = self._call("GET", "/health").json()
+        return health
+
+    @abc.abstractmethod
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop using the server (a launched one is stopped, a connected one is not)."""
+
+    @abc.abstractmethod
+    def restart(self, **changes: Any) -> ServerHandle:
+        """Start the server again with `changes` applied to its options."""
+
+    def __enter__(self: _Handle) -> _Handle:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class Server(ServerHandle):
     """A running bundled server: its `url`, its log, and the calls a notebook makes to it."""
 
     def __init__(self, kind: str, *, host: str, port: int, ready_timeout: float,
@@ -82,8 +180,7 @@ class Server:
         self.url = ""
         self.log_path = log_dir / "not-started.log"
         self.process: subprocess.Popen[bytes] | None = None
-        self._session = requests.Session()
-        self._lock = threading.Lock()  # requests.Session is not documented as thread-safe
+        super().__init__(loopback_session())
 
     def _start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -130,34 +227,12 @@ class Server:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        with self._lock:
-            try:
-                response = self._session.request(method, self.url + path, timeout=5, **kwargs)
-            except requests.RequestException as exc:
-                state = "is running" if self.running else "has exited"
-                raise ServerNotReady(
-                    f"{self.kind} server at {self.url} did not answer {path}: {exc}. The process "
-                    f"{state}; its log is {self.log_path}.\n{self.log_tail()}"
-                ) from exc
-        if response.status_code >= 400:
-            raise _refusal(response)
-        return response
-
-    def trigger(self, message: str | None = None) -> dict[str, Any]:
-        """Publish one event and return it (`id`, `timestamp`, `message`)."""
-        body = {} if message is None else {"message": message}
-        event: dict[str, Any] = self._call("POST", "/trigger_event", json=body).json()["event"]
-        return event
-
-    def stats(self) -> dict[str, Any]:
-        """The server's `/stats` counters (requests, waiting polls, threads, RSS, ...)."""
-        stats: dict[str, Any] = self._call("GET", "/stats").json()
-        return stats
-
-    def health(self) -> dict[str, Any]:
-        health: dict[str, Any] = self._call("GET", "/health").json()
-        return health
+    def _unreachable(self, path: str, exc: requests.RequestException) -> ServerNotReady:
+        state = "is running" if self.running else "has exited"
+        return ServerNotReady(
+            f"{self.kind} server at {self.url} did not answer {path}: {exc}. The process "
+            f"{state}; its log is {self.log_path}.\n{self.log_tail()}"
+        )
 
     def pause(self) -> None:
         """Freeze the server (SIGSTOP to its group): it accepts nothing and answers nothing.
@@ -206,13 +281,6 @@ class Server:
         # Children in the group (none today) would be orphans now; make sure of them too.
         _signal_group(process.pid, signal.SIGKILL)
 
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         if self.process is None:
             return f"<Server {self.kind}, not started>"
@@ -220,20 +288,15 @@ class Server:
         return f"<Server {self.kind} at {self.url}, pid {self.pid}, {state}>"
 
 
-def _refusal(response: requests.Response) -> PollError | ServerUnavailable:
-    """Turn a server's JSON error into the kit's exception, keeping its code and detail."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
-    detail = str(body.get("detail") or response.reason or "no detail")
-    if response.status_code >= 500:
-        retry_after = response.headers.get("Retry-After")
-        return ServerUnavailable(f"HTTP {response.status_code}: {detail}",
-                                 retry_after=float(retry_after) if retry_after else None)
-    return PollError(response.status_code, str(body.get("error", "error")), detail)
+def loopback_session() -> requests.Session:
+    """A Session for the kit's own servers, which ignores HTTP_PROXY and friends.
+
+    A corporate proxy set in the environment cannot reach 127.0.0.1 on this machine, and
+    without this every request to a bundled server would be sent to it and fail.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    return session
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -251,7 +314,8 @@ def launch(kind: str = "asyncio", *, host: str = "127.0.0.1", port: int = 0,
     `kind` is "short", "naive" or "flask" (the Flask server), or "asyncio" or "fastapi" (the
     FastAPI server). `options` become the server's flags: `hold`, `retention`,
     `generate_every`, and for Flask `check_interval` and `threaded`. Leave `port` at 0 to get a
-    free port. Use the result as a context manager, or call `.stop()`.
+    free port. Use the result as a context manager, or call `.stop()`. `launch("proxy",
+    upstream=server.url, read_timeout=S)` puts the bundled reverse proxy in front of a server.
 
     Raises ServerNotReady, with the tail of the server's log, if the server exits or does not
     answer within `ready_timeout` seconds.
@@ -281,7 +345,7 @@ def _wait_ready(server: Server, timeout: float, port: int) -> str:
             url = found.group(1).decode() if found else ""
         if url:
             try:
-                if requests.get(url + "/health", timeout=1).ok:
+                if server._session.get(url + "/health", timeout=1).ok:
                     return url
             except requests.RequestException:
                 pass

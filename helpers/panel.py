@@ -21,7 +21,7 @@ from typing import Any, cast
 import ipywidgets as widgets
 
 from helpers.experiment import Experiment, Settings, Strategy
-from helpers.launcher import Server
+from helpers.launcher import ServerHandle
 from helpers.plots import figure_png, latency_figure
 
 REFRESH_S = 0.5
@@ -36,7 +36,7 @@ def _ms(value: float) -> str:
 class Panel:
     """Live controls and measurements for one strategy against one server."""
 
-    def __init__(self, server: Server, strategy: str = "long", **settings: Any) -> None:
+    def __init__(self, server: ServerHandle, strategy: str = "long", **settings: Any) -> None:
         self.server = server
         self.experiment = Experiment(server, Settings(strategy=cast(Strategy, strategy),
                                                       **settings))
@@ -149,9 +149,9 @@ class Panel:
 
     def run(self, seconds: float, rate: float | None = None) -> dict[str, Any]:
         """Measure for `seconds` at `rate` events/s with fresh counters; return the summary."""
+        previous_rate = self.experiment.settings.rate
         if rate is not None:
-            self.rate_slider.value = rate  # shows the rate; the observer configures it
-            self.experiment.configure(rate=rate)
+            self.set_rate(rate)
         self._set_running(True)
         self.progress.layout.visibility = "visible"
         try:
@@ -159,6 +159,9 @@ class Panel:
         finally:
             self._set_running(False)
             self.progress.layout.visibility = "hidden"
+            # A scripted run's rate is not a setting the learner chose: put theirs back, so
+            # clicking Start afterwards does not publish events nobody asked for.
+            self.set_rate(previous_rate)
         self.refresh()
         return summary
 

@@ -125,7 +125,7 @@ def test_unknown_path_is_404(api: InProcessApi, path: str) -> None:
     assert "/poll_for_updates" in body["detail"]  # it tells the learner the real endpoints
 
 
-@pytest.mark.parametrize("kind", ["flask", "fastapi"])
+@pytest.mark.parametrize("kind", ["flask", "fastapi", "lean"])
 @pytest.mark.parametrize("path", ["/events", "/poll_for_updates"])
 def test_cursor_older_than_retention_is_410_with_oldest_id(
         make_api: Callable[..., InProcessApi], kind: str, path: str) -> None:

@@ -142,14 +142,6 @@ class Collector:
             self.ids.extend(e["id"] for e in events)
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.01)
-
-
 @pytest.mark.live
 @pytest.mark.parametrize(
     ("kind", "options"),
@@ -157,7 +149,8 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
     ids=["asyncio", "naive"],
 )
 def test_every_client_gets_every_event_once_in_order(
-        launched: Callable[..., Server], kind: str, options: dict[str, Any]) -> None:
+        launched: Callable[..., Server], kind: str, options: dict[str, Any],
+        waiter: Callable[..., None]) -> None:
     server = launched(kind, hold=5, **options)
     clients: list[PollClient] = []
     collectors: list[Collector] = []
@@ -173,8 +166,8 @@ def test_every_client_gets_every_event_once_in_order(
         for i in range(300):
             server.trigger(f"event {i + 1}")
             time.sleep(rng.uniform(0, 0.02))
-        wait_for(lambda: all(c.last_event_id == 300 for c in clients), 10,
-                 "every client to reach event 300")
+        waiter(lambda: all(c.last_event_id == 300 for c in clients), 10,
+               "every client to reach event 300")
     finally:
         for client in clients:
             client.stop()
@@ -190,13 +183,13 @@ def test_every_client_gets_every_event_once_in_order(
 @pytest.mark.live
 @pytest.mark.parametrize("server_fixture", ["asyncio_server", "naive_server"])
 def test_stop_during_a_held_poll_returns_within_a_second(
-        request: pytest.FixtureRequest, server_fixture: str) -> None:
+        request: pytest.FixtureRequest, server_fixture: str, waiter: Callable[..., None]) -> None:
     server: Server = request.getfixturevalue(server_fixture)
     waiting = server.stats()["waiting"]
     client = LongPollClient(server.url, hold=30,
                             last_event_id=server.stats()["last_event_id"]).start()
     try:
-        wait_for(lambda: server.stats()["waiting"] == waiting + 1, 5, "the poll to be held")
+        waiter(lambda: server.stats()["waiting"] == waiting + 1, 5, "the poll to be held")
         started = time.monotonic()
         client.stop()
         assert time.monotonic() - started < 1.0
@@ -205,12 +198,13 @@ def test_stop_during_a_held_poll_returns_within_a_second(
     finally:
         client.stop()
     if server_fixture == "asyncio_server":  # the naive server naps on until the hold ends
-        wait_for(lambda: server.stats()["waiting"] == waiting, 1.5,
-                 "the server to release the poll")
+        waiter(lambda: server.stats()["waiting"] == waiting, 1.5,
+               "the server to release the poll")
 
 
 @pytest.mark.live
-def test_stop_right_after_start_leaves_no_poll_held(asyncio_server: Server) -> None:
+def test_stop_right_after_start_leaves_no_poll_held(asyncio_server: Server,
+                                                    waiter: Callable[..., None]) -> None:
     waiting = asyncio_server.stats()["waiting"]
     last = asyncio_server.stats()["last_event_id"]
     clients = [LongPollClient(asyncio_server.url, hold=30, last_event_id=last)
@@ -224,18 +218,19 @@ def test_stop_right_after_start_leaves_no_poll_held(asyncio_server: Server) -> N
         for client in clients:
             client.stop()
     time.sleep(0.3)  # a poll sent after stop() would be held by now
-    wait_for(lambda: asyncio_server.stats()["waiting"] == waiting, 1.5,
-             "no poll to be held any more")
+    waiter(lambda: asyncio_server.stats()["waiting"] == waiting, 1.5,
+           "no poll to be held any more")
 
 
 @pytest.mark.live
 @pytest.mark.parametrize("client_class", [LongPollClient, ShortPollClient])
 def test_a_refused_request_stops_the_client_with_the_reason(
-        asyncio_server: Server, client_class: type[PollClient]) -> None:
+        asyncio_server: Server, client_class: type[PollClient],
+        waiter: Callable[..., None]) -> None:
     client = client_class(asyncio_server.url, limit=0)
     try:
         client.start()
-        wait_for(lambda: not client.running, 5, "the client to stop by itself")
+        waiter(lambda: not client.running, 5, "the client to stop by itself")
     finally:
         client.stop()
     assert isinstance(client.error, PollError)
@@ -247,28 +242,29 @@ def test_a_refused_request_stops_the_client_with_the_reason(
 
 @pytest.mark.live
 def test_long_poll_client_resyncs_after_gone_and_records_the_gap(
-        launched: Callable[..., Server]) -> None:
+        launched: Callable[..., Server], waiter: Callable[..., None]) -> None:
     server = launched("asyncio", retention=5, hold=5)
     for _ in range(20):
         server.trigger()
     collector = Collector()
     with LongPollClient(server.url, hold=5, on_events=collector) as client:
-        wait_for(lambda: client.last_event_id == 20, 5, "the client to catch up")
+        waiter(lambda: client.last_event_id == 20, 5, "the client to catch up")
     assert collector.ids == [16, 17, 18, 19, 20]
     summary = client.metrics.summary()
     assert (summary["gaps_reported"], summary["missing"], summary["errors"]) == (15, 0, 0)
 
 
 @pytest.mark.live
-def test_quiet_long_polls_end_in_204_not_in_read_timeouts(asyncio_server: Server) -> None:
+def test_quiet_long_polls_end_in_204_not_in_read_timeouts(asyncio_server: Server,
+                                                          waiter: Callable[..., None]) -> None:
     last = asyncio_server.stats()["last_event_id"]
     with LongPollClient(asyncio_server.url, hold=0.3, last_event_id=last) as client:
-        wait_for(lambda: client.metrics.empty_responses >= 3, 5, "three empty answers")
+        waiter(lambda: client.metrics.empty_responses >= 3, 5, "three empty answers")
     assert client.metrics.errors == 0, client.metrics.last_error
     assert client.last_event_id == last
 
 
-def test_unreachable_server_is_retried_with_backoff_not_fatal() -> None:
+def test_unreachable_server_is_retried_with_backoff_not_fatal(waiter: Callable[..., None]) -> None:
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
@@ -277,7 +273,7 @@ def test_unreachable_server_is_retried_with_backoff_not_fatal() -> None:
                              backoff_base=0.01, backoff_cap=0.05)
     try:
         client.start()
-        wait_for(lambda: client.metrics.errors >= 3, 5, "three failed attempts")
+        waiter(lambda: client.metrics.errors >= 3, 5, "three failed attempts")
         assert client.running  # still trying
     finally:
         client.stop()

@@ -1,7 +1,9 @@
-"""servers/fastapi_server.py: every endpoint of API.md, and the asyncio long poll's promptness.
+"""servers/fastapi_server.py: the asyncio long poll's promptness, and what it shares and frees.
 
-The endpoint tests use Starlette's in-process TestClient (one event loop for every request, as
-under uvicorn); the tests marked `live` start the real server, because timing is the point.
+Its endpoints are tested with every other server's in test_api_endpoints.py. Here, Starlette's
+in-process TestClient (one event loop for every request, as under uvicorn) shows what the
+asyncio poll adds: one publish wakes every held poll, and answers shared between polls stay
+fresh. The tests marked `live` start the real server, because timing is the point.
 """
 
 from __future__ import annotations
@@ -15,162 +17,24 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import requests
 
 from helpers import Server
-from servers.eventlog import DEFAULT_MESSAGE
 
 if TYPE_CHECKING:
     from conftest import InProcessApi
 
-NAME = "fastapi_server"
-STATS_KEYS = {
-    "server", "stream", "requests", "empty_responses", "events_published", "last_event_id",
-    "oldest_event_id", "waiting", "peak_waiting", "threads", "rss_bytes", "uptime_s",
-}
 
-
-@pytest.fixture
-def api(make_api: Callable[..., InProcessApi]) -> InProcessApi:
-    return make_api("fastapi", hold=0.5)
+@pytest.fixture(params=["fastapi", "lean"])
+def api(request: pytest.FixtureRequest, make_api: Callable[..., InProcessApi]) -> InProcessApi:
+    """The app, with its long poll through FastAPI and then through the raw-ASGI lean path."""
+    return make_api(request.param, hold=0.5)
 
 
 def ids(events: list[dict[str, Any]]) -> list[int]:
     return [event["id"] for event in events]
 
 
-# --- endpoints, in process --------------------------------------------------------------------
-
-
-def test_health(api: InProcessApi) -> None:
-    reply = api.get("/health")
-    assert reply.status == 200
-    assert reply.json() == {"status": "ok", "server": NAME, "stream": api.log.stream}
-
-
-@pytest.mark.parametrize(
-    ("send", "message"),
-    [
-        (lambda api: api.trigger("from the body"), "from the body"),
-        (lambda api: api.request("POST", "/trigger_event", params={"message": "from the query"}),
-         "from the query"),
-        (lambda api: api.request("POST", "/trigger_event"), DEFAULT_MESSAGE),
-        (lambda api: api.request("POST", "/trigger_event", json_body={}), DEFAULT_MESSAGE),
-    ],
-    ids=["json-body", "query", "neither", "empty-object"],
-)
-def test_trigger_event_publishes_and_answers_201(
-        api: InProcessApi, send: Callable[[InProcessApi], Any], message: str) -> None:
-    before = time.time()
-    reply = send(api)
-    assert reply.status == 201
-    body = reply.json()
-    assert body.keys() == {"status", "event"}
-    assert body["status"] == "event triggered"
-    event = body["event"]
-    assert event.keys() == {"id", "timestamp", "message"}
-    assert event["id"] == 1
-    assert event["message"] == message
-    assert isinstance(event["timestamp"], float)
-    assert before <= event["timestamp"] <= time.time()
-    assert ids(api.get("/events").json()) == [1]
-
-
-def test_trigger_event_body_wins_over_query(api: InProcessApi) -> None:
-    reply = api.request("POST", "/trigger_event", params={"message": "query"},
-                        json_body={"message": "body"})
-    assert reply.json()["event"]["message"] == "body"
-
-
-def test_event_ids_are_consecutive(api: InProcessApi) -> None:
-    assert ids(api.publish(7)) == [1, 2, 3, 4, 5, 6, 7]
-
-
-def test_events_answers_newer_events_oldest_first(api: InProcessApi) -> None:
-    published = api.publish(5)
-    reply = api.get("/events")
-    assert reply.status == 200
-    assert reply.json() == published
-    assert ids(api.get("/events", last_event_id=2).json()) == [3, 4, 5]
-    assert api.get("/events", last_event_id=5).json() == []
-
-
-def test_limit_is_honoured(api: InProcessApi) -> None:
-    api.publish(6)
-    assert ids(api.get("/events", limit=2).json()) == [1, 2]
-    assert ids(api.get("/events", last_event_id=3, limit=2).json()) == [4, 5]
-    assert ids(api.get("/poll_for_updates", last_event_id=1, limit=3).json()) == [2, 3, 4]
-
-
-def test_stream_header_on_every_poll_response(api: InProcessApi) -> None:
-    stream = api.get("/health").json()["stream"]
-    empty = api.get("/events")
-    held = api.get("/poll_for_updates", timeout=0)
-    api.publish(1)
-    full = api.get("/events")
-    polled = api.get("/poll_for_updates")
-    assert [r.status for r in (empty, held, full, polled)] == [200, 204, 200, 200]
-    for reply in (empty, held, full, polled):
-        assert reply.headers["X-Stream-Id"] == stream
-
-
-def test_poll_answers_at_once_when_events_exist(api: InProcessApi) -> None:
-    api.publish(2)
-    started = time.monotonic()
-    reply = api.get("/poll_for_updates", timeout=10)
-    assert time.monotonic() - started < 2
-    assert ids(reply.json()) == [1, 2]
-
-
-def test_poll_answers_204_without_body_when_the_hold_expires(api: InProcessApi) -> None:
-    started = time.monotonic()
-    reply = api.get("/poll_for_updates", timeout=0.2)
-    elapsed = time.monotonic() - started
-    assert reply.status == 204
-    assert reply.content == b""
-    assert 0.19 <= elapsed < 2
-
-
-def test_poll_without_timeout_holds_for_the_configured_hold(
-        make_api: Callable[..., InProcessApi]) -> None:
-    api = make_api("fastapi", hold=0.3)
-    started = time.monotonic()
-    assert api.get("/poll_for_updates").status == 204
-    assert 0.29 <= time.monotonic() - started < 2
-
-
-def test_held_poll_returns_the_event_published_while_it_waits(
-        api: InProcessApi, pool: ThreadPoolExecutor, waiter: Callable[..., None]) -> None:
-    held = pool.submit(api.get, "/poll_for_updates", timeout=5)
-    waiter(lambda: api.stats()["waiting"] == 1, what="the poll to be held")
-    event = api.trigger("wake up").json()["event"]
-    reply = held.result(timeout=3)
-    assert reply.status == 200
-    assert reply.json() == [event]
-    stats = api.stats()
-    assert (stats["waiting"], stats["peak_waiting"]) == (0, 1)
-
-
-def test_stats_counts_requests_and_empty_answers(api: InProcessApi) -> None:
-    initial = api.stats()
-    assert STATS_KEYS <= initial.keys()
-    assert initial["requests"] == {"events": 0, "poll_for_updates": 0, "trigger_event": 0}
-    api.get("/events")  # 200 []: empty
-    api.get("/poll_for_updates", timeout=0.05)  # held, then 204: empty
-    api.publish(3)
-    api.get("/events")  # not empty
-    api.get("/events", last_event_id=3)  # empty
-    api.get("/poll_for_updates", last_event_id=1)  # not empty
-    api.get("/health")  # not counted
-    stats = api.stats()
-    assert stats["server"] == NAME
-    assert stats["stream"] == api.log.stream
-    assert stats["requests"] == {"events": 3, "poll_for_updates": 2, "trigger_event": 3}
-    assert stats["empty_responses"] == 3
-    assert (stats["events_published"], stats["last_event_id"], stats["oldest_event_id"]) == (
-        3, 3, 1)
-    assert (stats["waiting"], stats["peak_waiting"]) == (0, 1)
-    assert stats["threads"] >= 1 and stats["rss_bytes"] > 0 and stats["uptime_s"] >= 0
+# --- the asyncio long poll, in process --------------------------------------------------------
 
 
 def test_one_publish_wakes_every_held_poll(api: InProcessApi, pool: ThreadPoolExecutor,
@@ -211,8 +75,10 @@ def test_timeout_zero_answers_at_once_without_waiting(api: InProcessApi) -> None
 
 
 @pytest.mark.live
-def test_live_poll_answers_within_50_ms_of_a_publish(launched: Callable[..., Server]) -> None:
-    server = launched("asyncio", hold=30)
+@pytest.mark.parametrize("kind", ["asyncio", "lean"])
+def test_live_poll_answers_within_50_ms_of_a_publish(kind: str,
+                                                     launched: Callable[..., Server]) -> None:
+    server = launched(kind, hold=30)
     host, port = server.url.removeprefix("http://").rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     try:
@@ -243,21 +109,11 @@ def test_live_poll_answers_within_50_ms_of_a_publish(launched: Callable[..., Ser
 
 
 @pytest.mark.live
-def test_live_poll_answers_204_when_its_hold_expires(asyncio_server: Server) -> None:
-    last = asyncio_server.stats()["last_event_id"]
-    started = time.monotonic()
-    reply = requests.get(f"{asyncio_server.url}/poll_for_updates",
-                         params={"last_event_id": last, "timeout": 0.3}, timeout=10)
-    elapsed = time.monotonic() - started
-    assert reply.status_code == 204
-    assert reply.content == b""
-    assert reply.headers["X-Stream-Id"] == asyncio_server.health()["stream"]
-    assert 0.29 <= elapsed < 3
-
-
-@pytest.mark.live
-def test_live_poll_is_released_when_its_client_hangs_up(asyncio_server: Server,
+@pytest.mark.parametrize("kind", ["asyncio", "lean"])
+def test_live_poll_is_released_when_its_client_hangs_up(kind: str,
+                                                        launched: Callable[..., Server],
                                                         waiter: Callable[..., None]) -> None:
+    asyncio_server = launched(kind, hold=5)
     last = asyncio_server.stats()["last_event_id"]
     host, port = asyncio_server.url.removeprefix("http://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as sock:

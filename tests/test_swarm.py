@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -18,16 +19,15 @@ def ids_by_client(metrics: Metrics) -> dict[object, list[int]]:
     return received
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
+@pytest.fixture
+def wait_for(waiter: Callable[..., None]) -> Callable[..., None]:
+    """`waiter` (tests/conftest.py), checking every 20 ms."""
+    return functools.partial(waiter, interval=0.02)
 
 
 @pytest.mark.live
-def test_long_poll_swarm_gets_every_event_exactly_once(launched: Callable[..., Server]) -> None:
+def test_long_poll_swarm_gets_every_event_exactly_once(launched: Callable[..., Server],
+                                                       wait_for: Callable[..., None]) -> None:
     server = launched("asyncio", hold=30)
     swarm = Swarm(server.url, 50, "long", hold=30, name="long")
     try:
@@ -59,7 +59,8 @@ def test_long_poll_swarm_gets_every_event_exactly_once(launched: Callable[..., S
 
 
 @pytest.mark.live
-def test_short_poll_swarm_gets_every_event_exactly_once(naive_server: Server) -> None:
+def test_short_poll_swarm_gets_every_event_exactly_once(naive_server: Server,
+                                                        wait_for: Callable[..., None]) -> None:
     last = naive_server.stats()["last_event_id"]
     with Swarm(naive_server.url, 10, "short", interval=0.05, last_event_id=last,
                name="short") as swarm:
@@ -79,7 +80,8 @@ def test_short_poll_swarm_gets_every_event_exactly_once(naive_server: Server) ->
 
 
 @pytest.mark.live
-def test_a_refused_poll_stops_that_client_with_the_reason(asyncio_server: Server) -> None:
+def test_a_refused_poll_stops_that_client_with_the_reason(asyncio_server: Server,
+                                                          wait_for: Callable[..., None]) -> None:
     with Swarm(asyncio_server.url, 3, "long", hold=1, limit=0) as swarm:
         wait_for(lambda: len(swarm.errors) == 3, 5, "all three clients to be refused")
     assert {error.status for error in swarm.errors} == {400}
