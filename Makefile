@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEV    := $(VENV)/.installed-dev
 
-.PHONY: lab test lint unit notebooks clean
+.PHONY: lab test lint unit notebooks test-slow test-browser bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
@@ -13,22 +14,42 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
 
+$(DEV): $(STAMP) requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
 ## make lab: set up, then open JupyterLab on the notebooks
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
-## make test: set up, then lint, type-check and run every test, the notebooks included
-test: lint unit notebooks
+## make test: set up, then lint, type-check and run every test, the notebooks included, and
+## finally the notebooks in a real JupyterLab in a real browser
+test: lint unit notebooks test-browser
 
-lint: $(STAMP)
-	$(BIN)/ruff check servers helpers tests
+lint: $(DEV)
+	$(BIN)/ruff check servers helpers tests bench
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(DEV)
 	$(BIN)/pytest tests
 
-notebooks: $(STAMP)
+notebooks: $(DEV)
 	$(BIN)/pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
+## make test-slow: only the tests marked slow (faults, reconnect storms); `make test` runs them too
+test-slow: $(DEV)
+	$(BIN)/pytest tests -m slow --durations=0
+
+## make test-browser: notebooks 01-04 in JupyterLab in headless Chromium (Debian's
+## /usr/bin/chromium, or POLLING_LAB_CHROMIUM); screenshots go to results/screenshots/
+test-browser: $(DEV)
+	$(BIN)/pytest tests/browser -m browser -p no:cacheprovider --durations=0
+
+## make bench: set up, then measure how many waiting clients each server holds and how fast one
+## event reaches them, against Nchan (nginx) as the production reference. Takes about 5 minutes;
+## not part of `make test`. Writes results/bench-<date>.json and .md; see docs/benchmarks.md
+bench: $(DEV)
+	$(BIN)/python -m bench
+
 clean:
-	rm -rf $(VENV) results .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) results .pytest_cache .mypy_cache .ruff_cache .hypothesis

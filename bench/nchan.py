@@ -1,0 +1,239 @@
+"""Nchan, the production reference: nginx with the nchan module, configured and run by us.
+
+The benchmark writes its own `nginx.conf` into a temporary directory (pid file, logs and temp
+paths all inside it), starts nginx in the foreground (`daemon off`) as a child process in its
+own process group, on loopback, and stops it by that group. One location is a long-poll
+subscriber, one a publisher, one the status counters; all three use one channel.
+
+One nginx worker process: the kit's servers are one Python process each, and the load client
+needs the machine's other core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from bench.loadclient import NchanCursor, Reply, request_bytes
+from bench.peers import ControlChannel
+
+NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx",
+                    "/usr/local/nginx/sbin/nginx")
+MODULE_CANDIDATES = ("/usr/lib/nginx/modules/ngx_nchan_module.so",
+                     "/usr/lib64/nginx/modules/ngx_nchan_module.so",
+                     "/usr/local/nginx/modules/ngx_nchan_module.so")
+INSTALL_HINT = ("install it with `sudo apt-get install nginx libnginx-mod-nchan` (Debian, "
+                "Ubuntu), or set NGINX=/path/to/nginx and NCHAN_MODULE=/path/to/"
+                "ngx_nchan_module.so")
+
+CONFIG = """\
+load_module {module};
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile {nofile};
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections {connections}; multi_accept on; }}
+http {{
+  access_log off;
+  client_body_temp_path {root}/client_body;
+  proxy_temp_path {root}/proxy;
+  fastcgi_temp_path {root}/fastcgi;
+  uwsgi_temp_path {root}/uwsgi;
+  scgi_temp_path {root}/scgi;
+  keepalive_timeout 300s;
+  keepalive_requests 1000000;
+  nchan_shared_memory_size 256M;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location = /sub {{
+      nchan_subscriber longpoll;
+      nchan_channel_id bench;
+      nchan_subscriber_timeout {hold}s;
+    }}
+    location = /pub {{
+      nchan_publisher;
+      nchan_channel_id bench;
+      nchan_message_buffer_length 100;
+      nchan_message_timeout 10m;
+    }}
+    location = /nchan_status {{ nchan_stub_status; }}
+  }}
+}}
+"""
+
+
+def find_nchan() -> tuple[str, str] | str:
+    """(nginx binary, nchan module path), or a sentence saying what is missing and how to fix it."""
+    candidates = [os.environ["NGINX"]] if os.environ.get("NGINX") else NGINX_CANDIDATES
+    nginx = next((found for c in candidates if (found := shutil.which(c))), None)
+    if not nginx:
+        return f"nginx is not installed (looked for {', '.join(candidates)}); {INSTALL_HINT}"
+    modules = [os.environ["NCHAN_MODULE"]] if os.environ.get("NCHAN_MODULE") else (
+        MODULE_CANDIDATES)
+    module = next((c for c in modules if Path(c).is_file()), None)
+    if not module:
+        return (f"the nchan module for nginx is not installed (looked for "
+                f"{', '.join(modules)}); {INSTALL_HINT}")
+    return nginx, module
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class NchanPeer:
+    """nginx + nchan on loopback, as a benchmark peer (see bench.peers.Peer)."""
+
+    protocol = "nchan"
+
+    def __init__(self, nginx: str, module: str, *, hold: float = 60.0,
+                 label: str = "nchan (nginx)") -> None:
+        self.label = label
+        self.nginx, self.module, self.hold = nginx, module, hold
+        self.host, self.port = "127.0.0.1", 0
+        self.root: Path | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self._control: ControlChannel | None = None
+        self._last_message_id = ""
+        self._previous_message_id = ""
+
+    async def start(self, ready_timeout: float = 10.0) -> NchanPeer:
+        """Write the config, start nginx, wait until it accepts, and publish a first message.
+
+        Raises RuntimeError with the tail of nginx's error log if it does not come up.
+        """
+        self.root = Path(tempfile.mkdtemp(prefix="bench-nchan-"))
+        self.root.chmod(0o755)  # workers may run as another user when started as root
+        self.port = _free_port()
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        config = CONFIG.format(module=self.module, root=self.root, port=self.port,
+                               hold=int(self.hold), nofile=nofile,
+                               connections=max(1024, nofile - 100))
+        (self.root / "nginx.conf").write_text(config)
+        with open(self.root / "stdout.log", "wb") as out:
+            self.process = subprocess.Popen(
+                [self.nginx, "-p", str(self.root), "-c", str(self.root / "nginx.conf"),
+                 "-e", str(self.root / "error.log")],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        atexit.register(self._kill)  # however the benchmark ends, nginx does not outlive it
+        try:
+            await self._wait_ready(ready_timeout)
+            self._control = ControlChannel(self.host, self.port)
+            await self.publish("first")
+            await self.publish("ready")
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def _wait_ready(self, timeout: float) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nginx exited with code {self.process.returncode}:\n"
+                                   + self.log_tail())
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("nginx did not accept connections in time:\n"
+                                       + self.log_tail()) from None
+                await asyncio.sleep(0.05)
+
+    def log_tail(self, lines: int = 10) -> str:
+        text = ""
+        if self.root is not None:
+            for name in ("stdout.log", "error.log"):
+                with contextlib.suppress(OSError):
+                    text += (self.root / name).read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    @property
+    def control(self) -> ControlChannel:
+        assert self._control is not None, "start() the peer first"
+        return self._control
+
+    def cursor(self) -> NchanCursor:
+        return NchanCursor.from_message_id(self._last_message_id)
+
+    def publish_request(self, message: str) -> bytes:
+        return request_bytes("POST", "/pub", body=message.encode(),
+                             headers={"Accept": "application/json"})
+
+    def published(self, reply: Reply) -> None:
+        if reply.status in (201, 202):
+            self._previous_message_id = self._last_message_id
+            self._last_message_id = json.loads(reply.body)["last_message_id"]
+
+    async def publish(self, message: str) -> Reply:
+        reply = await self.control.request(self.publish_request(message))
+        self.published(reply)
+        return reply
+
+    async def waiting(self) -> int:
+        reply = await self.control.request(request_bytes("GET", "/nchan_status"))
+        found = re.search(rb"^subscribers: (\d+)", reply.body, re.MULTILINE)
+        return int(found.group(1)) if found else 0
+
+    def short_poll(self) -> bytes:
+        # A long poll from the message before the newest is answered at once with the newest.
+        return NchanCursor.from_message_id(self._previous_message_id).poll(self.hold)
+
+    def pids(self) -> list[int]:
+        """The master and its workers."""
+        if self.process is None or self.process.poll() is not None:
+            return []
+        master = self.process.pid
+        found = [master]
+        for entry in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int(entry.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1]) == master:
+                    found.append(int(entry.name))
+        return found
+
+    def _kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    async def stop(self) -> None:
+        """Stop nginx by its process group (SIGTERM: fast shutdown), then remove its directory."""
+        atexit.unregister(self._kill)
+        if self._control is not None:
+            self._control.close()
+        process = self.process
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):  # workers left behind, if any
+                os.killpg(process.pid, signal.SIGKILL)
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)

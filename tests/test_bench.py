@@ -1,0 +1,233 @@
+"""bench/: the load client's HTTP, both cursor protocols, the report, and a tiny live run.
+
+`make bench` itself takes minutes and is not part of `make test`; these tests check its parts
+quickly, so that a broken benchmark is found before someone waits ten minutes for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from bench import report, scenarios
+from bench.loadclient import ApiCursor, NchanCursor, Reply, connect, request_bytes
+from bench.nchan import NchanPeer, find_nchan
+from bench.peers import KitPeer
+from helpers import Server
+
+T = TypeVar("T")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+async def serve(answers: list[list[bytes]],
+                then: Callable[[int], Awaitable[T]]) -> T:
+    """A scripted HTTP server on loopback: for the k-th request, write answers[k] piece by
+    piece (a short pause between pieces). Runs `then(port)` and returns its result."""
+    handled: list[asyncio.Future[None]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        done = asyncio.get_running_loop().create_future()
+        handled.append(done)
+        try:
+            for pieces in answers:
+                await reader.readuntil(b"\r\n\r\n")
+                for piece in pieces:
+                    writer.write(piece)
+                    await writer.drain()
+                    await asyncio.sleep(0.01)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+            done.set_result(None)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        return await then(server.sockets[0].getsockname()[1])
+    finally:
+        await asyncio.wait_for(asyncio.gather(*handled), 5)
+        server.close()
+        await server.wait_closed()
+
+
+# --- the load client's HTTP ---------------------------------------------------------------------
+
+
+def test_responses_are_read_whole_whatever_the_framing() -> None:
+    answers = [
+        [b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nX-Stream-Id: s1\r\n\r\nhello", b" world"],
+        [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+         b"6\r\n world\r\n0\r\n\r\n"],
+        [b"HTTP/1.1 204 No Content\r\nX-Stream-Id: s1\r\n\r\n"],
+        [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nConnection: close\r\n\r\nok"],
+    ]
+
+    async def client(port: int) -> tuple[list[Reply], bool]:
+        connection = await connect("127.0.0.1", port, "127.0.0.2")
+        replies = []
+        try:
+            for _ in answers:
+                replies.append(await asyncio.wait_for(
+                    connection.send(request_bytes("GET", "/x")), 5))
+            return replies, connection.usable
+        finally:
+            connection.close()
+
+    replies, usable = run(serve(answers, client))
+    assert [(r.status, r.body) for r in replies] == [
+        (200, b"hello world"), (200, b"hello world"), (204, b""), (200, b"ok")]
+    assert replies[0].headers["x-stream-id"] == "s1"
+    assert replies[0].done_at <= replies[1].done_at
+    assert not usable, "a `Connection: close` answer must retire the connection"
+
+
+def test_request_bytes_are_minimal_http_1_1() -> None:
+    raw = request_bytes("POST", "/pub", body=b"hi", headers={"Accept": "application/json"})
+    assert raw == (b"POST /pub HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n"
+                   b"Content-Length: 2\r\n\r\nhi")
+    assert request_bytes("GET", "/stats").endswith(b"\r\n\r\n")
+
+
+# --- the two cursor protocols -------------------------------------------------------------------
+
+
+def test_api_cursor_asks_after_its_last_event_and_moves_with_each_answer() -> None:
+    cursor = ApiCursor(7)
+    assert cursor.poll(30).startswith(b"GET /poll_for_updates?last_event_id=7&timeout=30 ")
+    events = [{"id": 8, "timestamp": 1.0, "message": "a"}, {"id": 9, "timestamp": 2.0,
+                                                            "message": "b"}]
+    assert cursor.advance(Reply(b"HTTP/1.1 200 OK", json.dumps(events).encode(), 0.0)) == 2
+    assert cursor.last_event_id == 9
+    assert cursor.advance(Reply(b"HTTP/1.1 204 No Content", b"", 0.0)) == 0
+    assert cursor.last_event_id == 9
+
+
+def test_nchan_cursor_speaks_if_modified_since_and_if_none_match() -> None:
+    cursor = NchanCursor.from_message_id("1795909679:3")
+    raw = cursor.poll(30).decode()
+    assert raw.startswith("GET /sub HTTP/1.1\r\n")
+    assert "If-Modified-Since: Sat, 28 Nov 2026 23:47:59 GMT\r\n" in raw
+    assert "If-None-Match: 3\r\n" in raw
+    head = (b"HTTP/1.1 200 OK\r\nLast-Modified: Sat, 28 Nov 2026 23:48:04 GMT\r\nEtag: 0")
+    assert cursor.advance(Reply(head, b"hello", 0.0)) == 1
+    assert (cursor.last_modified, cursor.etag) == ("Sat, 28 Nov 2026 23:48:04 GMT", "0")
+    assert cursor.advance(Reply(b"HTTP/1.1 304 Not Modified", b"", 0.0)) == 0
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+def _fanout(server: str, n: int, max_ms: float, kib: float) -> dict[str, Any]:
+    return {"server": server, "n": n, "delivered": n, "p50_ms": max_ms / 2, "p99_ms": max_ms,
+            "max_ms": max_ms, "rss_idle_kib": 50_000, "rss_held_kib": 50_000 + n * kib,
+            "kib_per_held": kib, "threads_idle": 1, "threads_held": 1, "idle_cpu": 0.0,
+            "rounds": [{"server_cpu_s": 0.1, "client_cpu_s": 0.1, "all_held_after_s": 1.0}]}
+
+
+def test_report_gives_ratios_to_nchan_and_judges_the_targets() -> None:
+    results = {
+        "environment": {"command": "make bench", "started": "today"},
+        "fanout": [_fanout("fastapi", 10_000, 600.0, 27.0),
+                   _fanout("fastapi --lean", 10_000, 300.0, 14.0),
+                   _fanout("nchan", 10_000, 150.0, 10.0)],
+        "latency": [{"server": s, "events": 200, "p50_ms": p, "p99_ms": 2 * p, "max_ms": 3 * p}
+                    for s, p in (("fastapi", 0.5), ("fastapi --lean", 0.3), ("nchan", 0.1))],
+        "skipped": [{"what": "rpe", "reason": "left out"}],
+    }
+    text = report.markdown(results)
+    assert "| fastapi | 10,000 | 10,000 | 300 | 600 | 600 | 4.0× |" in text
+    assert "| fastapi --lean | 10,000 | 10,000 | 150 | 300 | 300 | 2.0× |" in text
+    assert "- rpe: left out" in text
+    verdicts = {(c["server"], c["target"].split(":")[0]): c["ok"]
+                for c in report.targets(results)}
+    assert verdicts[("fastapi", "fan-out to 10,000")] is False
+    assert verdicts[("fastapi --lean", "fan-out to 10,000")] is True
+    assert verdicts[("fastapi", "≤ 25 KiB RSS per held connection")] is False
+    assert verdicts[("fastapi --lean", "one subscriber")] is True
+
+
+def test_report_says_when_a_figure_was_not_measured() -> None:
+    checks = report.targets({"fanout": [], "latency": []})
+    assert {c["ok"] for c in checks} == {None}
+    assert all(c["measured"] == "not measured in this run" for c in checks)
+
+
+def test_a_missing_nginx_is_explained_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NGINX", "/nonexistent/nginx")
+    found = find_nchan()
+    assert isinstance(found, str) and "apt-get install nginx libnginx-mod-nchan" in found
+
+
+# --- live: a tiny run against real servers -------------------------------------------------------
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("lean", [False, True], ids=["fastapi", "lean"])
+def test_fan_out_and_latency_on_the_asyncio_server(lean: bool,
+                                                    launched: Callable[..., Server]) -> None:
+    server = launched("asyncio", hold=30, lean=lean)
+
+    async def measure() -> tuple[dict[str, Any], dict[str, Any]]:
+        peer = await KitPeer.attach(server)
+        try:
+            spread = await scenarios.fan_out(peer, 50, rounds=2)
+            single = await scenarios.delivery_latency(peer, 10)
+            return spread, single
+        finally:
+            await peer.stop()
+
+    spread, single = run(measure())
+    assert spread["delivered"] == 50 and len(spread["rounds"]) == 2, spread
+    assert spread["threads_held"] == spread["threads_idle"], spread
+    assert 0 < spread["p50_ms"] <= spread["max_ms"] < 5_000, spread
+    assert single["events"] == 10 and 0 < single["p50_ms"] < 100, single
+    assert server.stats()["waiting"] == 0
+
+
+@pytest.mark.live
+def test_nchan_peer_starts_answers_and_stops() -> None:
+    found = find_nchan()
+    if isinstance(found, str):
+        pytest.skip(found)
+
+    async def measure() -> tuple[dict[str, Any], dict[str, Any], NchanPeer]:
+        peer = await NchanPeer(*found, hold=30).start()
+        try:
+            spread = await scenarios.fan_out(peer, 20, rounds=1)
+            single = await scenarios.delivery_latency(peer, 5)
+        finally:
+            await peer.stop()
+        return spread, single, peer
+
+    spread, single, peer = run(measure())
+    assert spread["delivered"] == 20 and single["events"] == 5, (spread, single)
+    assert peer.process is not None and peer.process.poll() is not None, "nginx still runs"
+    assert peer.root is not None and not peer.root.exists(), "its temporary directory is left"
+
+
+@pytest.mark.live
+def test_the_command_line_runs_a_scenario_and_skips_a_missing_nchan(tmp_path: Path) -> None:
+    env = {**os.environ, "NGINX": "/nonexistent/nginx"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "latency", "--servers",
+         "fastapi --lean,nchan", "--out", str(tmp_path), "--deadline", "60"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Nchan reference SKIPPED" in done.stderr and "apt-get install" in done.stderr
+    written = sorted(tmp_path.glob("bench-*"))
+    assert [p.suffix for p in written] == [".json", ".md"], written
+    results = json.loads(written[0].read_text())
+    assert [r["server"] for r in results["latency"]] == ["fastapi --lean"]
+    assert results["latency"][0]["events"] == 30
+    assert "## 2 · Delivery latency, one subscriber" in written[1].read_text()
