@@ -5,6 +5,11 @@
     with launch("asyncio") as server:
         with LongPollClient(server.url, hold=10) as client:
             server.trigger("hello")
+
+At a workshop with a shared server, `connect(url, token)` takes the place of `launch(...)`.
+This module exports the names every lesson shares; a single lesson's tools are imported from
+their own modules: `helpers.compare` and `helpers.lanes` (notebook 04), `helpers.scaling` (05),
+`helpers.faults` (06).
 """
 
 from helpers.clients import LongPollClient, ShortPollClient, backoff_delay
@@ -15,6 +20,7 @@ from helpers.experiment import Experiment, Settings, headless, measure
 from helpers.launcher import Server, launch
 from helpers.metrics import Metrics
 from helpers.panel import Panel
+from helpers.remote import connect
 from helpers.swarm import Swarm
 
 __all__ = [
@@ -33,6 +39,7 @@ __all__ = [
     "backoff_delay",
     "check",
     "check_environment",
+    "connect",
     "headless",
     "launch",
     "measure",
