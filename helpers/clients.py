@@ -57,6 +57,10 @@ class Cursor:
         self.stream: str | None = None
         metrics.start_client(name, last_event_id)
 
+    def request_headers(self) -> dict[str, str]:
+        """Tell the server which stream the cursor belongs to, so a restart shows up at once."""
+        return {STREAM_HEADER: self.stream} if self.stream else {}
+
     def apply(self, status: int, headers: Any, payload: Callable[[], Any],
               received_at: float) -> list[Event]:
         """Update the cursor from one response and return the new events it carried."""
@@ -193,6 +197,7 @@ class PollClient:
         self.metrics.count_request()
         try:
             response = self.session.get(self.url + self.endpoint, params=self._params(),
+                                        headers=self.cursor.request_headers(),
                                         timeout=self._timeout())
         except requests.RequestException as exc:
             raise ServerUnavailable(f"{type(exc).__name__}: {exc}") from exc

@@ -190,7 +190,8 @@ class Swarm:
             sent_at, status = time.time(), 0
             try:
                 try:
-                    async with session.get(self.url + endpoint, params=params) as response:
+                    async with session.get(self.url + endpoint, params=params,
+                                           headers=cursor.request_headers()) as response:
                         status = response.status
                         body = await response.read()
                         received = time.time()

@@ -233,6 +233,16 @@ def check_token(config: ServerConfig, authorization: str | None) -> None:
         )
 
 
+def other_stream(log: EventLog, claimed: str | None) -> bool:
+    """True when a poll says (in `X-Stream-Id`) that its cursor belongs to another event log.
+
+    That client has not yet seen this server restart. Holding its poll would keep it waiting a
+    whole hold for ids it has already passed; a 204 now, carrying this log's stream id, lets it
+    reset its cursor at once. Clients that send no `X-Stream-Id` are held as usual.
+    """
+    return claimed is not None and claimed != log.stream
+
+
 def not_found(path: str) -> ApiError:
     return ApiError(
         404,

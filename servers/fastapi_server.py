@@ -45,6 +45,7 @@ from servers.eventlog import (
     die_with_parent,
     method_not_allowed,
     not_found,
+    other_stream,
     parse_config,
     parse_message,
     parse_poll_params,
@@ -191,12 +192,15 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
             return stream_response(b"[]")
         return stream_response(body)
 
-    async def wait_for_events(params: PollParams, receive: Receive) -> bytes | None:
+    async def wait_for_events(params: PollParams, receive: Receive,
+                              claimed_stream: str | None) -> bytes | None:
         """The asyncio long poll: the encoded events after the cursor, or None when none came.
 
         Awaits a publish, the hold or a disconnect, without a thread. Both the FastAPI handler
         and the lean path call this, so they wait in exactly the same way.
         """
+        if other_stream(log, claimed_stream):
+            return None  # its cursor is from before a restart: a 204 now lets it reset
         body = events_after(params.last_event_id, params.limit)
         if body is not None or params.timeout <= 0:
             return body
@@ -225,7 +229,7 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
         """Asyncio long poll: await a publish (or the hold, or a disconnect) without a thread."""
         stats.count_request("poll_for_updates")
         params = parse_poll_params(request.query_params, config.hold)
-        body = await wait_for_events(params, request.receive)
+        body = await wait_for_events(params, request.receive, request.headers.get(STREAM_HEADER))
         if body is None:
             stats.count_empty()
             return stream_response(None, 204)
@@ -241,7 +245,10 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
         stats.count_request("poll_for_updates")
         try:
             query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-            body = await wait_for_events(parse_poll_params(dict(query), config.hold), receive)
+            claimed = next((v.decode("latin-1") for k, v in scope["headers"]
+                            if k == stream_header[0]), None)
+            body = await wait_for_events(parse_poll_params(dict(query), config.hold), receive,
+                                         claimed)
         except ApiError as exc:
             error = json.dumps(exc.body(), ensure_ascii=False, separators=(",", ":")).encode()
             extra = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]

@@ -32,6 +32,7 @@ from servers.eventlog import (
     die_with_parent,
     method_not_allowed,
     not_found,
+    other_stream,
     parse_config,
     parse_message,
     parse_poll_params,
@@ -100,6 +101,9 @@ def create_app(config: ServerConfig | None = None) -> Flask:
         """Naive long poll: a sleep loop holds this thread and notices events only between naps."""
         stats.count_request("poll_for_updates")
         params = parse_poll_params(request.args, config.hold)
+        if other_stream(log, request.headers.get(STREAM_HEADER)):
+            stats.count_empty()
+            return Response(status=204)  # its cursor is from before a restart: reset now
         deadline = time.monotonic() + params.timeout
         found = log.since(params.last_event_id, params.limit)
         if not found:

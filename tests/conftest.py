@@ -66,8 +66,9 @@ class InProcessApi:
             self._client.__exit__(None, None, None)
 
     def request(self, method: str, path: str, *, params: Mapping[str, object] | None = None,
-                body: bytes | None = None, json_body: Any = _UNSET) -> Reply:
-        headers = {}
+                body: bytes | None = None, json_body: Any = _UNSET,
+                headers: Mapping[str, str] | None = None) -> Reply:
+        headers = dict(headers or {})
         if json_body is not _UNSET:
             body = json.dumps(json_body).encode()
             headers["Content-Type"] = "application/json"

@@ -127,6 +127,25 @@ def test_poll_answers_204_without_body_when_the_hold_expires(api: InProcessApi) 
     assert 0.19 <= elapsed < 2
 
 
+def test_poll_from_another_stream_answers_204_at_once(api: InProcessApi) -> None:
+    """A cursor from before a restart learns of the new stream now, not a whole hold later."""
+    api.publish(2)
+    started = time.monotonic()
+    reply = api.request("GET", "/poll_for_updates", params={"last_event_id": 50, "timeout": 5},
+                        headers={"X-Stream-Id": "a-stream-before-the-restart"})
+    assert reply.status == 204 and reply.content == b""
+    assert reply.headers["X-Stream-Id"] == api.log.stream
+    assert time.monotonic() - started < 1
+
+
+def test_poll_from_this_stream_is_held_as_usual(api: InProcessApi) -> None:
+    started = time.monotonic()
+    reply = api.request("GET", "/poll_for_updates", params={"timeout": 0.3},
+                        headers={"X-Stream-Id": api.log.stream})
+    assert reply.status == 204
+    assert time.monotonic() - started >= 0.29
+
+
 @pytest.mark.parametrize("kind", ["flask", "fastapi", "lean"])
 def test_poll_without_timeout_holds_for_the_configured_hold(
         make_api: Callable[..., InProcessApi], kind: str) -> None:

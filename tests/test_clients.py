@@ -286,3 +286,29 @@ def test_clients_refuse_impossible_settings() -> None:
         ShortPollClient("http://127.0.0.1:1", interval=0)
     with pytest.raises(ValueError):
         LongPollClient("http://127.0.0.1:1", hold=301)
+
+
+@pytest.mark.live
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [("asyncio", {}), ("naive", {"check_interval": 0.05})],
+    ids=["asyncio", "naive"],
+)
+def test_client_resets_at_once_after_an_in_memory_restart(
+        launched: Callable[..., Server], waiter: Callable[..., None], kind: str,
+        options: dict[str, Any]) -> None:
+    """The client sends its stream id, so a restarted server answers at once, not a hold later."""
+    server = launched(kind, hold=20, **options)
+    for i in range(5):
+        server.trigger(f"before {i}")
+    with LongPollClient(server.url, hold=20) as client:
+        waiter(lambda: client.last_event_id == 5, what="the client to reach event 5")
+        server.restart()  # in memory: a new stream, ids from 1 again, the same port
+        restarted = time.monotonic()
+        waiter(lambda: client.metrics.stream_resets == 1, timeout=10,
+               what="the client to notice the new stream")
+        reset_after = time.monotonic() - restarted
+        server.trigger("after")
+        waiter(lambda: client.last_event_id == 1, what="the client to get the new event 1")
+    assert reset_after < 3, f"reset took {reset_after:.1f} s; a 20 s hold would mean a stall"
+    assert client.metrics.summary()["events"] == 6
