@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from bench import scenarios
 from bench.nchan import NchanPeer, find_nchan
 from bench.peers import KitPeer
 from bench.report import markdown
+from helpers.launcher import raise_open_file_limit
 
 SCENARIOS = ("fanout", "latency", "memory", "rpe", "throughput")
 HOLD_S = scenarios.HOLD_S
@@ -52,14 +52,6 @@ KIT_SERVERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 NCHAN = "nchan"
 SERVERS = (*KIT_SERVERS, NCHAN)
-
-
-def raise_open_file_limit() -> tuple[int, int]:
-    """Raise this process's soft RLIMIT_NOFILE to the hard limit; servers we start inherit it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
 class Progress:

@@ -15,6 +15,7 @@ import abc
 import atexit
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -183,6 +184,7 @@ class Server(ServerHandle):
         super().__init__(loopback_session())
 
     def _start(self) -> None:
+        raise_open_file_limit()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%H%M%S")
         self.log_path = self.log_dir / f"{self.kind}-{stamp}-{len(os.listdir(self.log_dir))}.log"
@@ -286,6 +288,19 @@ class Server(ServerHandle):
             return f"<Server {self.kind}, not started>"
         state = "running" if self.running else f"stopped (exit {self.process.returncode})"
         return f"<Server {self.kind} at {self.url}, pid {self.pid}, {state}>"
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise this process's soft open-file limit to its hard limit; return (soft, hard).
+
+    Every waiting client costs one file descriptor in the process that holds it, and Linux
+    often starts processes at 1,024. A server inherits the limit of the process that launches
+    it, so `launch()` and `Swarm.start()` both call this first.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
 def loopback_session() -> requests.Session:

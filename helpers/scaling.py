@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import ipywidgets as widgets
 from matplotlib.figure import Figure
 
-from helpers.launcher import PROJECT_ROOT, Server, _default_log_dir
+from helpers.launcher import PROJECT_ROOT, Server, _default_log_dir, raise_open_file_limit
 from helpers.plots import figure_png
 
 T = TypeVar("T")
@@ -45,8 +45,6 @@ def open_file_limit() -> int:
     Call it before `launch()`: a server inherits the limit of the process that starts it. Each
     waiting client needs one file descriptor here and one in the server.
     """
-    from bench.runner import raise_open_file_limit  # bench imports helpers: import it late
-
     return raise_open_file_limit()[0]
 
 

@@ -24,6 +24,7 @@ import aiohttp
 
 from helpers.clients import CONNECT_TIMEOUT_S, READ_MARGIN_S, Cursor, backoff_delay
 from helpers.errors import PollError, ServerUnavailable
+from helpers.launcher import raise_open_file_limit
 from helpers.metrics import Metrics
 
 Strategy = Literal["short", "long"]
@@ -85,6 +86,7 @@ class Swarm:
         """Start every client; returns once each has sent (or is about to send) its first poll."""
         if self.running:
             return self
+        raise_open_file_limit()  # one socket per simulated client
         self._ready.clear()
         self._thread = threading.Thread(target=self._main, name="swarm", daemon=True)
         self._thread.start()
