@@ -63,6 +63,8 @@ def _flags(options: dict[str, Any]) -> list[str]:
             continue
         if key == "threaded":
             flags.append("--threaded" if value else "--single-threaded")
+        elif isinstance(value, bool):  # a switch such as lean=True: present or absent
+            flags += [f"--{key.replace('_', '-')}"] if value else []
         else:
             flags += [f"--{key.replace('_', '-')}", str(value)]
     return flags

@@ -291,20 +291,11 @@ async def _send_raw(send: Send, status: int, headers: list[tuple[bytes, bytes]],
     await send({"type": "http.response.body", "body": body or b""})
 
 
-def _yes(value: str) -> bool:
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"{value!r} is not a yes/no value; use --lean or --lean false")
-
-
 def main(argv: list[str] | None = None, *, name: str = NAME,
          before_wait: BeforeWait | None = None) -> None:
     die_with_parent()
     own = argparse.ArgumentParser(prog=f"python -m servers.{name}", add_help=False)
-    # `--lean` alone, or `--lean true|false` (what launch(..., lean=True) passes).
-    own.add_argument("--lean", nargs="?", type=_yes, const=True, default=False, metavar="yes|no",
+    own.add_argument("--lean", action="store_true",
                      help="answer GET /poll_for_updates in raw ASGI, beside FastAPI")
     args, rest = own.parse_known_args(argv)
     if {"-h", "--help"} & set(rest):
