@@ -20,7 +20,7 @@ $(DEV): $(STAMP) requirements-dev.txt
 
 ## make lab: set up, then open JupyterLab on the notebooks
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 ## make test: set up, then lint, type-check and run every test, the notebooks included, and
 ## finally the notebooks in a real JupyterLab in a real browser
