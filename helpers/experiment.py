@@ -141,9 +141,7 @@ class Experiment:
         s = self.settings
         if s.strategy == "short":
             return s.interval + 0.3
-        check = self.server.options.get("check_interval")
-        return (float(check) if check and self.server.module.endswith("flask_server")
-                else 0.0) + 0.5
+        return (self.server.check_interval or 0.0) + 0.5
 
     def run(self, seconds: float, rate: float | None = None,
             progress: Callable[[float], None] | None = None) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import requests
 
 from helpers.errors import PollError, PollingLabError, ServerNotReady, ServerUnavailable
+from servers.eventlog import ServerConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,6 +122,16 @@ class ServerHandle(abc.ABC):
             return ServerUnavailable(f"HTTP {response.status_code}: {detail}",
                                      retry_after=float(retry_after) if retry_after else None)
         return PollError(response.status_code, str(body.get("error", "error")), detail)
+
+    @property
+    def check_interval(self) -> float | None:
+        """The naive server's sleep between checks, in seconds; None for a server that is woken.
+
+        An event waits for the next check, so this sets the naive long poll's latency.
+        """
+        if not self.module.endswith("flask_server"):
+            return None
+        return float(self.options.get("check_interval") or ServerConfig.check_interval)
 
     def _publish_headers(self) -> dict[str, str]:
         """Headers for POST /trigger_event: none for a server this kernel launched."""

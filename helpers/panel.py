@@ -41,7 +41,7 @@ class Panel:
         self.experiment = Experiment(server, Settings(strategy=cast(Strategy, strategy),
                                                       **settings))
         s = self.experiment.settings
-        naive = server.module.endswith("flask_server") and strategy == "long"
+        naive = server.check_interval is not None and strategy == "long"
 
         self.trigger_button = widgets.Button(description="Trigger event", icon="bolt",
                                              button_style="warning")
@@ -58,8 +58,8 @@ class Panel:
                                                    description="poll interval (s)", **slider)
         self.hold_slider = widgets.FloatSlider(value=s.hold, min=1, max=60, step=1,
                                                description="long-poll hold (s)", **slider)
-        check = float(server.options.get("check_interval") or 1.0)
-        self.check_slider = widgets.FloatSlider(value=check, min=0.05, max=2, step=0.05,
+        self.check_slider = widgets.FloatSlider(value=server.check_interval or 1.0, min=0.05,
+                                                max=2, step=0.05,
                                                 description="server check interval (s)",
                                                 **slider)
         knobs.append(self.interval_slider if strategy == "short" else self.hold_slider)
@@ -205,9 +205,9 @@ class Panel:
         label = ""
         if s.strategy == "short":
             reference, label = s.interval * 500, "half the poll interval"
-        elif self.server.module.endswith("flask_server"):
-            check = float(self.server.options.get("check_interval") or 1.0)
-            reference, label = check * 500, "half the server's check interval"
+        elif self.server.check_interval is not None:
+            reference = self.server.check_interval * 500
+            label = "half the server's check interval"
         points = self.experiment.metrics.latencies_ms()
         fig = latency_figure(points, self.experiment.metrics.started, reference_ms=reference,
                              reference_label=label)

@@ -62,7 +62,7 @@ def _run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 def _flavour(server: Server) -> str:
-    return "flask" if server.module.endswith("flask_server") else "asyncio"
+    return "flask" if server.check_interval is not None else "asyncio"
 
 
 def fan_out(server: Server, n: int, *, rounds: int = 1, jitter: float = 0.0) -> dict[str, Any]:
@@ -104,7 +104,7 @@ def sweep(servers: dict[str, Server], sizes: list[int],
     rows = []
     for name, server in servers.items():
         flask = _flavour(server) == "flask"
-        check = float(server.options.get("check_interval") or 0.0) if flask else 0.0
+        check = server.check_interval or 0.0
         for n in sorted(sizes):
             if flask and n > FLASK_MAX:
                 break
@@ -188,7 +188,6 @@ def profile_fan_out(n: int = 2_000, *, lean: bool = False) -> dict[str, Any]:
     from bench.loadclient import ApiCursor, close_all, open_pool
     from bench.peers import KitPeer
 
-    open_file_limit()
     out = Path(tempfile.mkdtemp(prefix="polling-lab-profile-")) / "profile.jsonl"
     server = _ProfiledServer(out, hold=120, lean=lean)
     server._start()

@@ -200,3 +200,15 @@ def test_stop_all_at_exit_stops_every_running_server(
     launcher._stop_all()
     assert not server.running
     assert server not in launcher._running
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "expected"),
+    [("naive", {}, 1.0), ("naive", {"check_interval": 0.05}, 0.05), ("short", {}, 1.0),
+     ("asyncio", {}, None)],
+)
+def test_check_interval_is_the_sleep_loops_or_none(
+        tmp_path: Path, kind: str, options: dict[str, float], expected: float | None) -> None:
+    server = Server(kind, host="127.0.0.1", port=0, ready_timeout=1, log_dir=tmp_path,
+                    options=options)  # not started: the property reads the launch options
+    assert server.check_interval == expected
