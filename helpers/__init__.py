@@ -15,10 +15,11 @@ their own modules: `helpers.compare` and `helpers.lanes` (notebook 04), `helpers
 from helpers.clients import LongPollClient, ShortPollClient, backoff_delay
 from helpers.env import check_environment
 from helpers.errors import PollError, PollingLabError, ServerNotReady, ServerUnavailable
-from helpers.exercises import check
+from helpers.exercises import check, check_client
 from helpers.experiment import Experiment, Settings, headless, measure
 from helpers.launcher import Server, launch
 from helpers.metrics import Metrics
+from helpers.notebook import clean_up, show_code
 from helpers.panel import Panel
 from helpers.remote import connect
 from helpers.swarm import Swarm
@@ -38,9 +39,12 @@ __all__ = [
     "Swarm",
     "backoff_delay",
     "check",
+    "check_client",
     "check_environment",
+    "clean_up",
     "connect",
     "headless",
     "launch",
     "measure",
+    "show_code",
 ]

@@ -21,11 +21,14 @@ EXPECTED = [
     "Swarm",
     "backoff_delay",
     "check",
+    "check_client",
     "check_environment",
+    "clean_up",
     "connect",
     "headless",
     "launch",
     "measure",
+    "show_code",
 ]
 
 
