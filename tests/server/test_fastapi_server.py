@@ -122,3 +122,4 @@ def test_live_poll_is_released_when_its_client_hangs_up(kind: str,
         waiter(lambda: asyncio_server.stats()["waiting"] == 1, what="the poll to be held")
     waiter(lambda: asyncio_server.stats()["waiting"] == 0, timeout=3,
            what="the server to release the abandoned poll")
+

@@ -69,3 +69,4 @@ def test_single_threaded_server_makes_the_next_client_wait(
 @pytest.mark.live
 def test_threaded_server_answers_others_while_a_poll_is_held(naive_server: Server) -> None:
     assert _health_time_while_a_poll_is_held(naive_server, hold=1.5) < 0.5
+
