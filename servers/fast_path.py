@@ -145,11 +145,25 @@ class OneWrite:
 
 
 class OneWritePerResponse(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
-    """uvicorn's own HTTP protocol, writing each response in one piece (see `OneWrite`)."""
+    """uvicorn's own HTTP protocol, writing each response in one piece (see `OneWrite`).
+
+    uvicorn makes one protocol per TCP connection, so `connection_made` is also where the
+    server counts its connections (`/stats` "connections"); `counting` makes that subclass.
+    """
+
+    on_connection: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.on_connection is not None:
+            self.on_connection()
         one_write = OneWrite(cast(asyncio.Transport, transport), asyncio.get_running_loop())
         super().connection_made(one_write)
+
+    @classmethod
+    def counting(cls, on_connection: Callable[[], None]) -> type[OneWritePerResponse]:
+        """This protocol, calling `on_connection()` once per accepted connection."""
+        return type("CountingOneWritePerResponse", (cls,),
+                    {"on_connection": staticmethod(on_connection)})
 
 
 class GracefulServer(uvicorn.Server):

@@ -220,7 +220,7 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
 
     @app.get("/stats")
     async def stats_view() -> dict[str, Any]:
-        """The counters a notebook plots: requests, empty answers, waiting polls, threads."""
+        """The counters a notebook plots: requests, empty answers, waiting polls, connections."""
         return stats.snapshot()
 
     return app
@@ -241,7 +241,8 @@ def main(argv: list[str] | None = None, *, name: str = NAME,
     app = create_app(config, name=name, before_wait=before_wait, lean=args.lean)
     server_config = uvicorn.Config(
         app,
-        http=fast_path.OneWritePerResponse,
+        # one protocol per connection: it counts them for /stats, and writes each answer once
+        http=fast_path.OneWritePerResponse.counting(app.state.stats.count_connection),
         log_level="info",
         access_log=False,  # an access line per request would cost more than the request
         timeout_graceful_shutdown=1,  # don't let a stuck request delay a stop for long

@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from servers.contract import (
     STREAM_HEADER,
@@ -132,14 +132,26 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(config)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log: it costs time
     sock = bind_socket(config.host, config.port)
+    state = app.extensions["polling_lab"]
+
+    class CountingHandler(WSGIRequestHandler):
+        """werkzeug's handler, of which there is one per TCP connection: count them for /stats.
+
+        werkzeug answers every request with `Connection: close`, so that is one per request.
+        """
+
+        def setup(self) -> None:
+            state["stats"].count_connection()
+            super().setup()
+
     # threaded= is the lesson: werkzeug's make_server defaults to False (one request at a time),
     # while Flask's app.run has defaulted to True since Flask 1.0. We always say which we want.
     server = make_server(
-        config.host, 0, app, threaded=config.threaded, fd=sock.fileno()
+        config.host, 0, app, threaded=config.threaded, request_handler=CountingHandler,
+        fd=sock.fileno(),
     )
     sock.close()  # the server holds its own duplicate of the listening socket
     announce(NAME, server.socket, config)
-    state = app.extensions["polling_lab"]
 
     def graceful_stop() -> None:
         # Held polls notice `closing` at their next check and answer 204; give them up to

@@ -43,6 +43,7 @@ class Stats:
     empty_responses: int = 0
     waiting: int = 0
     peak_waiting: int = 0
+    connections: int = 0  # TCP connections accepted since start
     started: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -53,6 +54,11 @@ class Stats:
     def count_empty(self) -> None:
         with self._lock:
             self.empty_responses += 1
+
+    def count_connection(self) -> None:
+        """One more TCP connection accepted (a keep-alive connection counts once)."""
+        with self._lock:
+            self.connections += 1
 
     def wait_started(self, limit: int | None = None) -> None:
         """Count one more held poll, or refuse it with 503 when `limit` are already held.
@@ -89,6 +95,7 @@ class Stats:
                 "waiting": self.waiting,
                 "peak_waiting": self.peak_waiting,
                 "max_waiting": self.max_waiting,
+                "connections": self.connections,
                 "threads": threading.active_count(),
                 "rss_bytes": rss_bytes(),
                 "uptime_s": round(time.monotonic() - self.started, 3),

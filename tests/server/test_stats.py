@@ -41,10 +41,12 @@ def test_stats_snapshot_counts() -> None:
     assert snap["uptime_s"] >= 0
 
 
-def test_stats_reports_its_limit_and_settings() -> None:
+def test_stats_counts_connections_and_reports_its_limit_and_settings() -> None:
     stats = Stats("demo", EventLog(), max_waiting=7, settings={"threaded": False})
+    for _ in range(3):
+        stats.count_connection()
     snap = stats.snapshot()
-    assert (snap["max_waiting"], snap["threaded"]) == (7, False)
+    assert (snap["connections"], snap["max_waiting"], snap["threaded"]) == (3, 7, False)
 
 
 def test_a_poll_beyond_max_waiting_is_refused_with_503() -> None:
