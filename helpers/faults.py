@@ -38,7 +38,7 @@ from helpers.errors import PollError, ServerUnavailable
 from helpers.launcher import Server
 from helpers.metrics import Metrics
 from helpers.swarm import Backoff, Swarm
-from servers.eventlog import STREAM_HEADER, Event
+from servers.contract import STREAM_HEADER, Event
 
 # --- the faults --------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import requests
 
 from helpers.errors import PollError, PollingLabError, ServerNotReady, ServerUnavailable
-from servers.eventlog import ServerConfig
+from servers.startup import ServerConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
