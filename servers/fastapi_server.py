@@ -72,6 +72,16 @@ class Waiters:
             self._next = asyncio.get_running_loop().create_future()
         return self._next
 
+    async def wait(self, timeout: float, *also: asyncio.Future[Any]) -> None:
+        """Return at the next publish, when one of `also` is done, or after `timeout` seconds.
+
+        The future is taken before this coroutine first suspends, so a caller that checked the
+        log and then awaits this, with no await in between, cannot miss a publish. The long
+        poll below and the streams (`servers.streams`) all wait here.
+        """
+        await asyncio.wait((self.next_publish(), *also), timeout=timeout,
+                           return_when=asyncio.FIRST_COMPLETED)
+
     def wake_all(self) -> None:
         woken, self._next = self._next, None
         if woken is not None and not woken.done():
@@ -192,10 +202,9 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
             while body is None and not closing and (left := deadline - loop.time()) > 0:
                 if before_wait is not None:  # racy_server only: the race, on purpose
                     await before_wait()
-                # No await between the check above and taking the future here, so a
+                # No await between the check above and taking the future in wait(), so a
                 # publish cannot fall between them: the check-then-wait race is closed.
-                woken = waiters.next_publish()
-                await asyncio.wait((woken, gone), timeout=left, return_when="FIRST_COMPLETED")
+                await waiters.wait(left, gone)
                 if gone.done():
                     break  # nobody is listening: release the waiter now
                 body = events_after(params.last_event_id, params.limit)
