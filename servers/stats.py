@@ -44,6 +44,7 @@ class Stats:
     waiting: int = 0
     peak_waiting: int = 0
     connections: int = 0  # TCP connections accepted since start
+    streams: int = 0  # SSE and WebSocket connections open now (servers.streams)
     started: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -82,6 +83,14 @@ class Stats:
         with self._lock:
             self.waiting -= 1
 
+    def stream_opened(self) -> None:
+        with self._lock:
+            self.streams += 1
+
+    def stream_closed(self) -> None:
+        with self._lock:
+            self.streams -= 1
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -95,6 +104,7 @@ class Stats:
                 "waiting": self.waiting,
                 "peak_waiting": self.peak_waiting,
                 "max_waiting": self.max_waiting,
+                "streams": self.streams,
                 "connections": self.connections,
                 "threads": threading.active_count(),
                 "rss_bytes": rss_bytes(),
