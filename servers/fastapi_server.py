@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive
 
-from servers import fast_path
+from servers import fast_path, streams
 from servers.contract import (
     STREAM_HEADER,
     ApiError,
@@ -227,6 +227,10 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
     if isinstance(app, fast_path.LeanPollingApp):
         app.lean_poll = fast_path.lean_poll(wait_for_events, stats, config.hold, log.stream)
 
+    # The same log and wait, over one long-lived connection: GET /sse and WS /ws.
+    streams.add_stream_routes(app, streams.Streams(log, stats, waiters, config.token,
+                                                   closing=lambda: closing))
+
     @app.get("/stats")
     async def stats_view() -> dict[str, Any]:
         """The counters a notebook plots: requests, empty answers, waiting polls, connections."""
@@ -252,6 +256,8 @@ def main(argv: list[str] | None = None, *, name: str = NAME,
         app,
         # one protocol per connection: it counts them for /stats, and writes each answer once
         http=fast_path.OneWritePerResponse.counting(app.state.stats.count_connection),
+        ws="websockets-sansio",  # docs/streams.md says why this WebSocket backend
+        ws_max_size=64 * 1024,  # a publish frame is small: a 4096-character message fits
         log_level="info",
         access_log=False,  # an access line per request would cost more than the request
         timeout_graceful_shutdown=1,  # don't let a stuck request delay a stop for long

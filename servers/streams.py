@@ -1,0 +1,284 @@
+"""Streams: the asyncio server's event log over one long-lived connection, as SSE or a WebSocket.
+
+A long poll asks again after every answer; a stream asks once and is told each event as it is
+published. Both endpoints wait exactly as the long poll does: read the log after their cursor,
+and when nothing is new, await the very publish that the held polls await (`PublishWait`, which
+`servers.fastapi_server.Waiters` is). So one publish reaches polls and streams alike, and a
+stream keeps no queue of events: its place in the shared log is one integer.
+
+What is bounded per connection is what is in flight. uvicorn pauses a connection's writes once
+its buffer passes asyncio's high-water mark (64 KiB), with the kernel's socket buffer in front
+of that, so a reader that does not keep up blocks only its own send. If one send waits longer
+than `SEND_STALL_S`, the server ends that stream and frees it; the client resumes from its last
+id, losing nothing that the log still retains (and told `gone` when it does not). docs/streams.md
+says why these building blocks, with the measurements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import Message, Receive, Scope, Send
+
+from servers.contract import (
+    MAX_LIMIT,
+    STREAM_HEADER,
+    ApiError,
+    Event,
+    check_token,
+    parse_message,
+    parse_poll_params,
+)
+from servers.eventlog import EventLog
+from servers.stats import Stats
+
+KEEPALIVE_S = 10.0  # a comment on a quiet SSE stream; API.md asks for one at least every 15 s
+RETRY_MS = 1000  # how long an EventSource waits before it reconnects
+SEND_STALL_S = 5.0  # a send still blocked after this long ends the stream: the reader is stuck
+
+#: What a send raises once the peer has gone (uvicorn, Starlette, and the TestClient's anyio).
+PEER_GONE = (OSError, RuntimeError, WebSocketDisconnect, anyio.ClosedResourceError,
+             anyio.BrokenResourceError)
+
+#: What a stream is sent next: new events, the 410 of a cursor older than retention, or nothing
+#: for KEEPALIVE_S (time for a keep-alive comment).
+Batch = list[Event] | ApiError
+
+
+class PublishWait(Protocol):
+    """The long poll's wait (`fastapi_server.Waiters`): the next publish, `also`, or a timeout."""
+
+    async def wait(self, timeout: float, *also: asyncio.Future[Any]) -> None: ...
+
+
+def compact(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass
+class Streams:
+    """The two stream endpoints of one server, sharing its log, counters and wait."""
+
+    log: EventLog
+    stats: Stats
+    waiters: PublishWait
+    token: str | None
+    closing: Callable[[], bool]  # true once the server is stopping: every stream ends
+    _encoded: dict[tuple[str, int], Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Streams at the same cursor get the same events: encode them once per publish.
+        self.log.subscribe(lambda event: self._encoded.clear())
+
+    def resume_point(self, last_event_id_header: str | None, query: Mapping[str, str]) -> int:
+        """The cursor a stream starts after: `Last-Event-ID` if sent, else `?last_event_id=`.
+
+        Raises the polls' 400 for a value that is not an integer >= 0.
+        """
+        if last_event_id_header is not None and last_event_id_header.strip():
+            try:
+                return parse_poll_params({"last_event_id": last_event_id_header}, 0).last_event_id
+            except ApiError:
+                raise ApiError(400, "bad_parameter", f"Last-Event-ID: {last_event_id_header!r} "
+                               "is not valid: use an integer >= 0 (an id you received).") from None
+        raw = query.get("last_event_id", "0")
+        return parse_poll_params({"last_event_id": raw}, 0).last_event_id
+
+    async def follow(self, after: int) -> AsyncIterator[Batch]:
+        """What a stream sends, batch after batch, until the server stops: the long poll's wait."""
+        while not self.closing():
+            try:
+                events = self.log.since(after, MAX_LIMIT)
+            except ApiError as gone:  # older than retention: say so, then carry on from there
+                yield gone
+                after = gone.extra["oldest_id"] - 1
+                continue
+            if events:
+                after = events[-1]["id"]
+                yield events
+                continue
+            newest = self.log.last_id
+            await self.waiters.wait(KEEPALIVE_S)  # no await since the check: nothing is missed
+            if self.log.last_id == newest and not self.closing():
+                yield []
+
+    def encoded(self, style: str, after: int, events: list[Event]) -> Any:
+        key = (style, after)
+        if key not in self._encoded:
+            if style == "sse":
+                self._encoded[key] = "".join(
+                    f"id: {e['id']}\ndata: {compact(e)}\n\n" for e in events).encode()
+            else:
+                self._encoded[key] = [compact({"type": "event", "event": e}) for e in events]
+        return self._encoded[key]
+
+    # --- Server-Sent Events ------------------------------------------------------------------
+
+    async def sse_messages(self, after: int) -> AsyncIterator[bytes]:
+        """The body of `GET /sse`: `retry:`, then an `id:`/`data:` message per event, forever."""
+        yield f"retry: {RETRY_MS}\n\n".encode()
+        async for batch in self.follow(after):
+            if isinstance(batch, ApiError):
+                yield f"event: gone\ndata: {compact(batch.body())}\n\n".encode()
+                after = batch.extra["oldest_id"] - 1
+            elif batch:
+                yield self.encoded("sse", after, batch)
+                after = batch[-1]["id"]
+            else:
+                yield b": keep-alive\n\n"  # a quiet stream, not a dead one
+
+    # --- WebSocket -----------------------------------------------------------------------------
+
+    async def ws_session(self, websocket: WebSocket, after: int) -> None:
+        """`WS /ws` once accepted: a task sends the events while this reads the client's frames."""
+        sender = asyncio.ensure_future(self.ws_send_events(websocket, after))
+        sender.add_done_callback(log_unless_peer_gone)
+        try:
+            await self.ws_read_frames(websocket, websocket.headers.get("Authorization"), sender)
+        finally:
+            sender.cancel()
+        if self.closing():
+            await bounded(websocket.close(1012, "server restarting"))
+
+    async def ws_send_events(self, websocket: WebSocket, after: int) -> None:
+        """A hello frame, then a frame per event; ends if a send stays blocked (a stuck reader)."""
+        hello = {"type": "hello", "stream": self.log.stream, "last_event_id": self.log.last_id}
+        if not await bounded(websocket.send_text(compact(hello))):
+            return
+        async for batch in self.follow(after):
+            if isinstance(batch, ApiError):
+                frames = [compact({"type": "gone", **batch.body()})]
+                after = batch.extra["oldest_id"] - 1
+            else:
+                frames = self.encoded("ws", after, batch) if batch else []
+                after = batch[-1]["id"] if batch else after
+            for frame in frames:
+                if not await bounded(websocket.send_text(frame)):
+                    return
+
+    async def ws_read_frames(self, websocket: WebSocket, authorization: str | None,
+                             sender: asyncio.Future[None]) -> None:
+        """Answer each client frame, until the client leaves or `sender` ends (a stuck reader,
+        or the server stopping). A bad frame gets an error frame and the connection stays."""
+        while not sender.done():
+            received = asyncio.ensure_future(websocket.receive())
+            await asyncio.wait((received, sender), return_when=asyncio.FIRST_COMPLETED)
+            if not received.done():
+                received.cancel()
+                return
+            message = received.result()
+            if message["type"] == "websocket.disconnect":
+                return
+            if not await bounded(websocket.send_text(compact(self.answer(message, authorization)))):
+                return
+
+    def answer(self, message: Message, authorization: str | None) -> dict[str, Any]:
+        """The server's reply to one client frame: `published`, or an `error` saying why not."""
+        text = message.get("text")
+        if text is None:
+            return error_frame("bad_frame", 'Send JSON text frames such as {"type": "publish", '
+                               '"message": "hi"}; binary frames are not understood.')
+        try:
+            frame = json.loads(text)
+        except (ValueError, RecursionError):
+            return error_frame("malformed_json", "The frame is not valid JSON; send "
+                               '{"type": "publish", "message": "hi"}.')
+        if not isinstance(frame, dict) or frame.get("type") != "publish":
+            return error_frame("bad_frame", 'The only frame a client sends is {"type": "publish",'
+                               ' "message": "..."}; every frame is a JSON object with a "type".')
+        try:
+            check_token(self.token, authorization)  # the token rules of POST /trigger_event
+            published = self.log.publish(parse_message(text.encode(), {}))
+        except ApiError as exc:
+            return error_frame(exc.code, exc.detail)
+        return {"type": "published", "event": published}
+
+
+def log_unless_peer_gone(task: asyncio.Future[None]) -> None:
+    """Log a sender that failed for another reason than its client leaving: that is a bug."""
+    if not task.cancelled() and (exc := task.exception()) and not isinstance(exc, PEER_GONE):
+        logging.getLogger("uvicorn.error").error("WebSocket sender failed", exc_info=exc)
+
+
+def error_frame(code: str, detail: str) -> dict[str, Any]:
+    return {"type": "error", "error": code, "detail": detail}
+
+
+async def within_stall(send: Awaitable[None]) -> None:
+    """Await one send; raise TimeoutError if it is still blocked after SEND_STALL_S."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(SEND_STALL_S):
+            await send
+    else:  # 3.10's wait_for can swallow a cancel that lands as the send ends, and leak a task
+        await asyncio.wait_for(send, SEND_STALL_S)
+
+
+async def bounded(send: Awaitable[None]) -> bool:
+    """Await one send for at most SEND_STALL_S; False when it stayed blocked (or the peer left)."""
+    try:
+        await within_stall(send)
+    except (TimeoutError, *PEER_GONE):  # stuck, or gone
+        return False
+    return True
+
+
+class EventStream(StreamingResponse):
+    """`text/event-stream` that counts itself in `/stats` and ends a send stuck for SEND_STALL_S."""
+
+    def __init__(self, stats: Stats, messages: AsyncIterator[bytes], stream: str) -> None:
+        super().__init__(messages, media_type="text/event-stream", headers={
+            "Cache-Control": "no-cache", "X-Accel-Buffering": "no", STREAM_HEADER: stream})
+        self.stats = stats
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.stats.stream_opened()
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.stats.stream_closed()
+
+    async def stream_response(self, send: Send) -> None:
+        async def stall_bounded(message: Message) -> None:
+            await within_stall(send(message))
+        try:
+            await super().stream_response(stall_bounded)
+        except TimeoutError:
+            pass  # the reader is stuck; ending here frees its task and its count
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
+
+
+def add_stream_routes(app: FastAPI, streams: Streams) -> None:
+    """Register `GET /sse` and `WS /ws` on `app` (docs/api.md, "Streams")."""
+
+    @app.get("/sse")
+    async def sse(request: Request) -> EventStream:
+        """Server-Sent Events: one response that never ends, a message per event."""
+        after = streams.resume_point(request.headers.get("Last-Event-ID"), request.query_params)
+        return EventStream(streams.stats, streams.sse_messages(after), streams.log.stream)
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        """WebSocket: a hello, a frame per event, and the client may publish back."""
+        try:
+            after = streams.resume_point(None, websocket.query_params)
+        except ApiError as exc:  # the polls' JSON 400 instead of the upgrade, not a stream
+            await websocket.send_denial_response(JSONResponse(
+                exc.body(), exc.status, headers={STREAM_HEADER: streams.log.stream}))
+            return
+        await websocket.accept(headers=[(STREAM_HEADER.lower().encode(),
+                                         streams.log.stream.encode())])
+        streams.stats.stream_opened()
+        try:
+            await streams.ws_session(websocket, after)
+        finally:
+            streams.stats.stream_closed()
