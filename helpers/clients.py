@@ -61,18 +61,26 @@ class Cursor:
         """Tell the server which stream the cursor belongs to, so a restart shows up at once."""
         return {STREAM_HEADER: self.stream} if self.stream else {}
 
-    def apply(self, status: int, headers: Any, payload: Callable[[], Any],
-              received_at: float) -> list[Event]:
-        """Update the cursor from one response and return the new events it carried."""
-        stream = headers.get(STREAM_HEADER)
+    def observe_stream(self, stream: str | None) -> bool:
+        """Adopt the server's `stream` id; True, with the cursor reset to 0, when it changed.
+
+        The stream clients (`helpers.streams`) call this with the id a connection reports.
+        """
         if stream and self.stream and stream != self.stream:
             # The server restarted with a fresh in-memory log: its ids start again at 1, so
             # waiting for ids after our old cursor would wait forever. Start over instead.
             self.stream = stream
             self.last_event_id = 0
             self.metrics.record_stream_reset(self.name)
-            return []
+            return True
         self.stream = stream or self.stream
+        return False
+
+    def apply(self, status: int, headers: Any, payload: Callable[[], Any],
+              received_at: float) -> list[Event]:
+        """Update the cursor from one response and return the new events it carried."""
+        if self.observe_stream(headers.get(STREAM_HEADER)):
+            return []
         if status == 204:
             self.metrics.count_empty()
             return []
