@@ -22,6 +22,7 @@ from helpers.metrics import Metrics
 from helpers.notebook import clean_up, show_code
 from helpers.panel import Panel
 from helpers.remote import connect
+from helpers.streams import SSEClient, WebSocketClient
 from helpers.swarm import Swarm
 
 __all__ = [
@@ -31,12 +32,14 @@ __all__ = [
     "Panel",
     "PollError",
     "PollingLabError",
+    "SSEClient",
     "Server",
     "ServerNotReady",
     "ServerUnavailable",
     "Settings",
     "ShortPollClient",
     "Swarm",
+    "WebSocketClient",
     "backoff_delay",
     "check",
     "check_client",
