@@ -9,6 +9,7 @@ measurements run without ipywidgets.
 from typing import Any
 
 from helpers.delivery.crowd import Crowd
+from helpers.delivery.exercise import check_parser
 from helpers.delivery.lesson import (
     STYLES,
     TITLES,
@@ -18,6 +19,7 @@ from helpers.delivery.lesson import (
     client_for,
     compare_at_rates,
     connection_costs,
+    first_messages,
     resume_after_drop,
 )
 from helpers.delivery.wire import WireCounter, WireCounts
@@ -32,9 +34,11 @@ __all__ = [
     "StylesPanel",
     "WireCounter",
     "WireCounts",
+    "check_parser",
     "client_for",
     "compare_at_rates",
     "connection_costs",
+    "first_messages",
     "resume_after_drop",
 ]
 

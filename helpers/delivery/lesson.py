@@ -7,16 +7,21 @@ at the socket by `WireCounter`, the server's own CPU and memory). Nothing is mod
 
 from __future__ import annotations
 
+import http.client
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from websockets.sync.client import connect
 
 from helpers.clients import LongPollClient, PollClient
 from helpers.delivery.crowd import Crowd
 from helpers.delivery.wire import WireCounter
 from helpers.launcher import Server
 from helpers.metrics import Metrics
+from helpers.sse import SSEParser
 from helpers.streams import SSEClient, StreamClient, WebSocketClient
 from helpers.swarm import Swarm
 
@@ -227,3 +232,35 @@ def resume_after_drop(server: Server, before: int = 5, during: int = 5,
         for wire in wires.values():
             wire.stop()
     return rows
+
+
+def first_messages(url: str, style: Literal["sse", "ws"], after: int, count: int) -> str:
+    """The first `count` messages after event `after`, exactly as they arrive, as text.
+
+    For SSE: the response's status line and headers, then the body bytes (chunked framing
+    removed, as every client sees it). For WebSocket: the hello frame and the event frames.
+    """
+    if style == "ws":
+        frames = []
+        with connect(f"ws://{urlsplit(url).netloc}/ws?last_event_id={after}", proxy=None,
+                     compression=None) as ws:
+            for _ in range(count + 1):
+                frames.append(str(ws.recv(timeout=5)))
+        return "\n".join(frames)
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=5)
+    try:
+        conn.request("GET", "/sse", headers={"Last-Event-ID": str(after)})
+        response = conn.getresponse()
+        head = f"HTTP/1.1 {response.status} {response.reason}\n" + "".join(
+            f"{k}: {v}\n" for k, v in response.getheaders())
+        body, parser, seen = b"", SSEParser(), 0
+        while seen < count:
+            chunk = response.read1(65536)
+            if not chunk:
+                break
+            body += chunk
+            seen += len(parser.feed(chunk))
+        return head + "\n" + body.decode()
+    finally:
+        conn.close()

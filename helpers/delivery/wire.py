@@ -17,9 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,31 @@ class WireCounts:
     up: int
     down: int
     connections: int
+
+
+class _RelayLoop:
+    """One event loop thread that every WireCounter in this process shares.
+
+    A thread (and a GIL turn) per relay would add their own delays to the very latencies the
+    lesson measures; one loop relays every connection at once instead.
+    """
+
+    _shared: _RelayLoop | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="wire-counter", daemon=True).start()
+
+    @classmethod
+    def get(cls) -> _RelayLoop:
+        with cls._lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
 
 
 class WireCounter:
@@ -42,9 +71,9 @@ class WireCounter:
         self.url = ""
         self._up = self._down = self._connections = 0
         self._writers: set[asyncio.StreamWriter] = set()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="wire-counter", daemon=True)
+        self._relays: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+        self._loop = _RelayLoop.get()
 
     def counts(self) -> WireCounts:
         return WireCounts(self._up, self._down, self._connections)
@@ -55,8 +84,7 @@ class WireCounter:
 
     def cut(self) -> int:
         """Drop every relayed connection now, both sides, with a reset; return how many."""
-        future = asyncio.run_coroutine_threadsafe(self._cut(), self._loop)
-        return future.result(5)
+        return self._loop.run(self._cut())
 
     async def _cut(self) -> int:
         writers, self._writers = list(self._writers), set()
@@ -65,41 +93,33 @@ class WireCounter:
         return len(writers) // 2
 
     def start(self) -> WireCounter:
-        self._thread.start()
-        if not self._ready.wait(5):
-            raise RuntimeError("the wire counter did not start")
+        self._server = self._loop.run(asyncio.start_server(self._relay, "127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
         return self
 
     def stop(self) -> None:
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(5)
+        if self._server is not None:
+            self._loop.run(self._close())
+            self._server = None
 
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(
-            asyncio.start_server(self._relay, "127.0.0.1", 0))
-        port = server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self._ready.set()
-        try:
-            self._loop.run_forever()
-        finally:
-            server.close()
-            for writer in self._writers:
-                writer.transport.abort()
-            relays = asyncio.all_tasks(self._loop)
-            for task in relays:
-                task.cancel()
-            self._loop.run_until_complete(asyncio.gather(*relays, return_exceptions=True))
-            self._loop.close()
+    async def _close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._cut()
+        for task in list(self._relays):
+            task.cancel()
+        await asyncio.gather(*self._relays, return_exceptions=True)
 
     async def _relay(self, client_reader: asyncio.StreamReader,
                      client_writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._relays.add(task)
         try:
             server_reader, server_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
             client_writer.transport.abort()
+            self._relays.discard(task)
             return
         self._connections += 1
         self._writers |= {client_writer, server_writer}
@@ -107,6 +127,7 @@ class WireCounter:
             await asyncio.gather(self._pipe(client_reader, server_writer, up=True),
                                  self._pipe(server_reader, client_writer, up=False))
         finally:
+            self._relays.discard(task)
             for writer in (client_writer, server_writer):
                 self._writers.discard(writer)
                 writer.transport.abort()
