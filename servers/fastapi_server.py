@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None, *, name: str = NAME,
     own = argparse.ArgumentParser(prog=f"python -m servers.{name}", add_help=False)
     own.add_argument("--lean", action="store_true",
                      help="answer GET /poll_for_updates in raw ASGI, beside FastAPI")
+    own.add_argument("--ws", default="websockets-sansio", choices=["websockets-sansio", "wsproto"],
+                     help="uvicorn's WebSocket backend for WS /ws (docs/streams.md compares them)")
     args, rest = own.parse_known_args(argv)
     if {"-h", "--help"} & set(rest):
         print(own.format_help().split("\n\n", 1)[-1].strip() + "\n")  # then the shared flags
@@ -256,7 +258,7 @@ def main(argv: list[str] | None = None, *, name: str = NAME,
         app,
         # one protocol per connection: it counts them for /stats, and writes each answer once
         http=fast_path.OneWritePerResponse.counting(app.state.stats.count_connection),
-        ws="websockets-sansio",  # docs/streams.md says why this WebSocket backend
+        ws=args.ws,  # websockets-sansio unless told: docs/streams.md says why
         ws_max_size=64 * 1024,  # a publish frame is small: a 4096-character message fits
         log_level="info",
         access_log=False,  # an access line per request would cost more than the request
