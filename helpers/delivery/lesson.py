@@ -19,7 +19,7 @@ from websockets.sync.client import connect
 from helpers.clients import LongPollClient, PollClient
 from helpers.delivery.crowd import Crowd
 from helpers.delivery.wire import WireCounter
-from helpers.launcher import Server
+from helpers.launcher import Server, launch
 from helpers.metrics import Metrics
 from helpers.sse import SSEParser
 from helpers.streams import SSEClient, StreamClient, WebSocketClient
@@ -28,6 +28,7 @@ from helpers.swarm import Swarm
 Style = Literal["long", "sse", "ws"]
 STYLES: tuple[Style, ...] = ("long", "sse", "ws")
 TITLES: dict[Style, str] = {"long": "long polling", "sse": "SSE", "ws": "WebSocket"}
+IDLE_S = 1.0  # how long connection_costs watches the server's CPU with nothing happening
 HOLD_S = 30.0  # the long-poll clients' hold: longer than any run, so no 204 muddies a count
 
 
@@ -135,6 +136,7 @@ class CostRow:
     style: Style
     connections: int
     kib_per_connection: float  # server RSS growth per open connection
+    idle_cpu_pct: float  # server CPU while every connection is open and nothing happens
     cpu_us_per_delivery: float  # server CPU time per event delivered to one client
     deliveries: int
     missing: int
@@ -143,12 +145,20 @@ class CostRow:
     fanout_p99_ms: float
 
 
-def connection_costs(server: Server, style: Style, connections: int = 1000, events: int = 10,
-                     rate: float = 10) -> CostRow:
+def connection_costs(style: Style, connections: int = 1000, events: int = 10,
+                     rate: float = 10, **server_options: Any) -> CostRow:
     """Hold `connections` of `style` open from this kernel, publish `events`, measure the server.
 
+    Each measurement gets a fresh asyncio server (`launch("asyncio", **server_options)`):
+    memory that one crowd freed would otherwise be reused by the next, and hide its cost.
     Long polls are held by a `Swarm`, streams by a `Crowd`; both run on one asyncio loop here.
     """
+    with launch("asyncio", **server_options) as server:
+        return _costs(server, style, connections, events, rate)
+
+
+def _costs(server: Server, style: Style, connections: int, events: int,
+           rate: float) -> CostRow:
     idle = server.stats()
     start = idle["last_event_id"]
     metrics = Metrics()
@@ -165,6 +175,9 @@ def connection_costs(server: Server, style: Style, connections: int = 1000, even
     try:
         time.sleep(0.3)  # let the server settle before reading its memory
         held = server.stats()
+        idle_from, idle_cpu = time.monotonic(), server.cpu_seconds()
+        time.sleep(IDLE_S)
+        idle_pct = 100 * (server.cpu_seconds() - idle_cpu) / (time.monotonic() - idle_from)
         cpu_before = server.cpu_seconds()
         publish_at(server, rate, events)
         wait_until(lambda: metrics.summary()["events"] >= connections * events, 20)
@@ -175,8 +188,8 @@ def connection_costs(server: Server, style: Style, connections: int = 1000, even
     open_now = held["waiting"] if style == "long" else held["streams"]
     return CostRow(style, open_now,
                    (held["rss_bytes"] - idle["rss_bytes"]) / max(open_now, 1) / 1024,
-                   cpu / max(m["events"], 1) * 1e6, m["events"], m["missing"], m["duplicates"],
-                   m["latency_ms_p50"], m["latency_ms_p99"])
+                   idle_pct, cpu / max(m["events"], 1) * 1e6, m["events"], m["missing"],
+                   m["duplicates"], m["latency_ms_p50"], m["latency_ms_p99"])
 
 
 @dataclass(frozen=True)
