@@ -32,7 +32,7 @@ class Crowd:
     """
 
     def __init__(self, url: str, n: int, style: CrowdStyle, *, last_event_id: int = 0,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, compression: str | None = None) -> None:
         if style not in ("sse", "ws"):
             raise ValueError('style must be "sse" or "ws"')
         self.url = url.rstrip("/")
@@ -40,6 +40,7 @@ class Crowd:
         self.style = style
         self.last_event_id = last_event_id
         self.metrics = metrics if metrics is not None else Metrics()
+        self.compression = compression  # WebSocket only: "deflate" asks for per-message deflate
         self.opened = 0
         self._loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
@@ -100,7 +101,8 @@ class Crowd:
         self.metrics.start_client(name, self.last_event_id)
         uri = "ws" + self.url.removeprefix("http") + f"/ws?last_event_id={self.last_event_id}"
         async with gate:
-            ws = await connect(uri, compression=None, proxy=None, ping_interval=None)
+            ws = await connect(uri, compression=self.compression, proxy=None,
+                               ping_interval=None)
         async with ws:
             await ws.recv()  # hello
             self.opened += 1

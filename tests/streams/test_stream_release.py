@@ -86,8 +86,8 @@ def test_a_stuck_websocket_reader_delays_no_one_and_is_let_go(
         for _ in range(400):
             server.trigger(message)
             time.sleep(0.005)
-        wait_for(lambda: server.stats()["streams"] == 1, streams.SEND_STALL_S + 10,
-                 "the stuck reader to be let go")
+        released = wait_for(lambda: server.stats()["streams"] == 1, streams.SEND_STALL_S + 10,
+                            "the stuck reader to be let go")
         wait_for(lambda: len(ids) == 400, 5, "every event at the reader that keeps up")
     finally:
         done.set()
@@ -96,6 +96,9 @@ def test_a_stuck_websocket_reader_delays_no_one_and_is_let_go(
     assert ids == list(range(1, 401))  # nothing lost or duplicated for the reader that keeps up
     latencies.sort()
     p99_ms = percentile(latencies, 99) * 1000
+    print(f"\nstuck reader: the reader that keeps up got 400 events of 16 KiB, p50 "
+          f"{percentile(latencies, 50) * 1000:.1f} ms, p99 {p99_ms:.1f} ms; the stuck one was "
+          f"let go {released:.1f} s after the last publish")
     assert p99_ms < 100, f"p99 {p99_ms:.1f} ms for the reader that keeps up"
 
 
