@@ -50,7 +50,7 @@ def serve(**config: Any) -> Iterator[Served]:
     sock = bind_socket("127.0.0.1", 0)
     uv_config = uvicorn.Config(app, ws="websockets-sansio", ws_max_size=64 * 1024,
                                log_level="warning", timeout_graceful_shutdown=1,
-                               http=fast_path.OneWritePerResponse.counting(lambda: None))
+                               http=fast_path.OneWritePerResponse)
     server = fast_path.GracefulServer(uv_config, app.state.release_waiters)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
