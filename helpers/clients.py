@@ -24,6 +24,7 @@ import urllib3.connection
 from requests.adapters import HTTPAdapter
 
 from helpers.errors import PollError, ServerUnavailable
+from helpers.http import error_for, json_or_none
 from helpers.metrics import Metrics
 from servers.eventlog import LOOPBACK, STREAM_HEADER, Event
 
@@ -84,28 +85,14 @@ class Cursor:
             self.metrics.record_events(self.name, events, received_at)
             self.last_event_id = max(self.last_event_id, events[-1]["id"])
             return events
-        body = _json_or_empty(payload)
-        if status == 410 and isinstance(body.get("oldest_id"), int):
+        body = json_or_none(payload)
+        if status == 410 and isinstance(body, dict) and isinstance(body.get("oldest_id"), int):
             resume_after = body["oldest_id"] - 1
             self.metrics.record_gap(self.name, resume_after)
             self.last_event_id = resume_after
             return []
-        detail = body.get("detail") or f"HTTP {status} without a JSON error body"
-        if status >= 500:
-            retry_after = headers.get("Retry-After")
-            raise ServerUnavailable(
-                f"HTTP {status}: {detail}",
-                retry_after=float(retry_after) if retry_after else None,
-            )
-        raise PollError(status, str(body.get("error", "error")), str(detail))
-
-
-def _json_or_empty(payload: Callable[[], Any]) -> dict[str, Any]:
-    try:
-        body = payload()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+        raise error_for(status, body, headers,
+                        fallback_detail=f"HTTP {status} without a JSON error body")
 
 
 class _AbortableAdapter(HTTPAdapter):
