@@ -18,9 +18,7 @@ Two clients here are deliberately wrong, to show a failure before its fix:
 from __future__ import annotations
 
 import html
-import os
 import random
-import signal
 import threading
 import time
 from collections import Counter, defaultdict
@@ -33,10 +31,12 @@ import ipywidgets as widgets
 import requests
 from requests.structures import CaseInsensitiveDict
 
+from helpers import http
 from helpers.clients import CONNECT_TIMEOUT_S, READ_MARGIN_S, Cursor, LongPollClient
-from helpers.errors import PollError, ServerUnavailable
+from helpers.errors import PollError, PollingLabError, ServerUnavailable
 from helpers.launcher import Server
-from helpers.metrics import Metrics
+from helpers.metrics import Metrics, percentile
+from helpers.processes import kill_process_group
 from helpers.swarm import Backoff, Swarm
 from servers.eventlog import STREAM_HEADER, Event
 
@@ -61,11 +61,7 @@ def crash_server(server: Server, *, restart: bool = False) -> None:
     the same port afterwards.
     """
     if server.process is not None and server.process.poll() is None:
-        try:
-            os.killpg(server.process.pid, signal.SIGKILL)  # the server leads its own group
-        except ProcessLookupError:
-            pass
-        server.process.wait()
+        kill_process_group(server.process)  # the server leads its own group
     if restart:
         server.restart()
 
@@ -81,19 +77,19 @@ def cut_connections(proxy: Server) -> int:
     """Make a proxy started with `launch("proxy", ...)` drop every open connection at once.
 
     Returns how many client connections it closed. Every request in flight through it fails
-    with a connection error, as during a proxy restart or a load balancer failover.
+    with a connection error, as during a proxy restart or a load balancer failover. Raises
+    ServerUnavailable if the proxy does not answer, PollError if `proxy` is not a proxy.
     """
-    response = requests.post(proxy.url + "/_proxy/cut", timeout=5)
-    response.raise_for_status()
-    cut: int = response.json()["connections"]
+    cut: int = http.request("POST", proxy.url + "/_proxy/cut").json()["connections"]
     return cut
 
 
 def proxy_stats(proxy: Server) -> dict[str, Any]:
-    """The proxy's own counters: forwarded requests, 502s, 504s, cuts (`GET /_proxy/stats`)."""
-    response = requests.get(proxy.url + "/_proxy/stats", timeout=5)
-    response.raise_for_status()
-    stats: dict[str, Any] = response.json()
+    """The proxy's own counters: forwarded requests, 502s, 504s, cuts (`GET /_proxy/stats`).
+
+    Raises ServerUnavailable if the proxy does not answer, PollError if `proxy` is not a proxy.
+    """
+    stats: dict[str, Any] = http.request("GET", proxy.url + "/_proxy/stats").json()
     return stats
 
 
@@ -144,7 +140,7 @@ class Publisher:
         self._rng = rng or random.Random()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._session = requests.Session()
+        self._session = http.session_for(server.url)
 
     def start(self) -> Publisher:
         self._stop.clear()
@@ -164,11 +160,10 @@ class Publisher:
                 self.done.set()
                 return
             try:
-                response = self._session.post(self.server.url + "/trigger_event",
-                                              json={"message": f"event {self.published + 1}"},
-                                              timeout=5)
-                response.raise_for_status()
-            except requests.RequestException:
+                response = http.request("POST", self.server.url + "/trigger_event",
+                                        session=self._session,
+                                        json={"message": f"event {self.published + 1}"})
+            except PollingLabError:
                 self.failed += 1
                 continue
             self.published += 1
@@ -246,7 +241,7 @@ class Storm:
             "not_reconnected": self.not_reconnected,
             "down_s": self.down_s,
             "first_reconnect_s": ordered[0] if ordered else float("nan"),
-            "median_reconnect_s": ordered[len(ordered) // 2] if ordered else float("nan"),
+            "median_reconnect_s": percentile(ordered, 50),
             "last_reconnect_s": ordered[-1] if ordered else float("nan"),
             "peak_reconnects_per_s": self.peak_reconnect_rate(),
             "peak_requests_per_s": self.peak_request_rate(),
