@@ -19,7 +19,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from bench.loadclient import NchanCursor, Reply, request_bytes
 from bench.peers import ControlChannel
+from helpers.processes import children, kill_process_group, stop_process_group
 
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx",
                     "/usr/local/nginx/sbin/nginx")
@@ -203,37 +203,18 @@ class NchanPeer:
         """The master and its workers."""
         if self.process is None or self.process.poll() is not None:
             return []
-        master = self.process.pid
-        found = [master]
-        for entry in Path("/proc").glob("[0-9]*"):
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                if int(entry.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1]) == master:
-                    found.append(int(entry.name))
-        return found
+        return [self.process.pid, *children(self.process.pid)]
 
     def _kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None:
+            kill_process_group(self.process)
 
     async def stop(self) -> None:
         """Stop nginx by its process group (SIGTERM: fast shutdown), then remove its directory."""
         atexit.unregister(self._kill)
         if self._control is not None:
             self._control.close()
-        process = self.process
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        if process is not None:
-            with contextlib.suppress(ProcessLookupError):  # workers left behind, if any
-                os.killpg(process.pid, signal.SIGKILL)
+        if self.process is not None:
+            stop_process_group(self.process, 5.0)  # workers left behind are killed too
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-from pathlib import Path
 from typing import Any, Protocol
 
 from bench.loadclient import ApiCursor, Connection, Cursor, Reply, connect, request_bytes
@@ -79,37 +77,6 @@ class ControlChannel:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
-
-
-def rss_kib(pids: list[int]) -> int:
-    """Resident memory of these processes (sum of VmRSS), in KiB."""
-    return sum(_status_field(pid, "VmRSS") for pid in pids)
-
-
-def threads(pids: list[int]) -> int:
-    return sum(_status_field(pid, "Threads") for pid in pids)
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time these processes have used, from /proc/<pid>/stat."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def _status_field(pid: int, name: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(name + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 class KitPeer:

@@ -28,21 +28,18 @@ from bench.loadclient import (
     open_pool,
     reopen,
 )
-from bench.peers import Peer, cpu_seconds, rss_kib, threads
+from bench.peers import Peer
+from helpers import metrics
+from helpers.processes import rss_kib, threads
+from helpers.processes import total_cpu_seconds as cpu_seconds
 
 Say = Callable[[str], None]
 HOLD_S = 120.0  # long polls are held this long at most: longer than any scenario round
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100), by linear interpolation; NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    """The q-th percentile (0-100) of unsorted `values` (`helpers.metrics.percentile`)."""
+    return metrics.percentile(sorted(values), q)
 
 
 def _ms(seconds: float) -> float:

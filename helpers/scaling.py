@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import ipywidgets as widgets
 from matplotlib.figure import Figure
 
-from helpers.launcher import PROJECT_ROOT, Server, _default_log_dir, raise_open_file_limit
+from helpers.launcher import PROJECT_ROOT, Server, default_log_dir, raise_open_file_limit
 from helpers.plots import figure_png
 
 T = TypeVar("T")
@@ -169,7 +169,7 @@ class _ProfiledServer(Server):
 
     def __init__(self, out: Path, **options: Any) -> None:
         super().__init__("asyncio", host="127.0.0.1", port=0, ready_timeout=30.0,
-                         log_dir=_default_log_dir(), options={**options,
+                         log_dir=default_log_dir(), options={**options,
                                                                "profile_out": str(out)})
         self.module = "bench.profile_server"
 
