@@ -26,7 +26,7 @@ from requests.adapters import HTTPAdapter
 from helpers.errors import PollError, ServerUnavailable
 from helpers.http import error_for, json_or_none
 from helpers.metrics import Metrics
-from servers.eventlog import LOOPBACK, STREAM_HEADER, Event
+from servers.contract import LOOPBACK, STREAM_HEADER, Event
 
 CONNECT_TIMEOUT_S = 3.05
 READ_MARGIN_S = 5.0  # a long poll's read timeout is the hold plus this

@@ -38,7 +38,7 @@ from helpers.launcher import Server
 from helpers.metrics import Metrics, percentile
 from helpers.processes import kill_process_group
 from helpers.swarm import Backoff, Swarm
-from servers.eventlog import STREAM_HEADER, Event
+from servers.contract import STREAM_HEADER, Event
 
 # --- the faults --------------------------------------------------------------------------------
 

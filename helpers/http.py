@@ -29,7 +29,7 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 from helpers.errors import PollError, PollingLabError, ServerUnavailable
-from servers.eventlog import LOOPBACK
+from servers.contract import LOOPBACK
 
 DEFAULT_TIMEOUT_S = 5.0
 

@@ -33,7 +33,7 @@ from helpers.errors import PollingLabError, ServerNotReady
 from helpers.http import loopback_session
 from helpers.kinds import find_kind, kind_of_module
 from helpers.processes import cpu_seconds, signal_group, stop_process_group
-from servers.eventlog import ServerConfig
+from servers.startup import ServerConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
