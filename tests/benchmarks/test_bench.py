@@ -24,7 +24,7 @@ from bench.peers import KitPeer
 from helpers import Server
 
 T = TypeVar("T")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
