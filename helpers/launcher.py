@@ -164,12 +164,16 @@ class ServerHandle(abc.ABC):
 
 
 class Server(ServerHandle):
-    """A running bundled server: its `url`, its log, and the calls a notebook makes to it."""
+    """A running bundled server: its `url`, its log, and the calls a notebook makes to it.
+
+    `launch()` makes one and starts it. `module` runs a variant of the kind's server instead of
+    its own module (the scaling lesson's profiling server, which takes the same flags).
+    """
 
     def __init__(self, kind: str, *, host: str, port: int, ready_timeout: float,
-                 log_dir: Path, options: dict[str, Any]) -> None:
+                 log_dir: Path, options: dict[str, Any], module: str | None = None) -> None:
         self.kind = kind
-        self.module = find_kind(kind).module  # raises ValueError for an unknown kind
+        self.module = module or find_kind(kind).module  # raises ValueError for an unknown kind
         self.host, self.port = host, port
         self.ready_timeout = ready_timeout
         self.log_dir = log_dir
@@ -179,7 +183,12 @@ class Server(ServerHandle):
         self.process: subprocess.Popen[bytes] | None = None
         super().__init__(loopback_session())
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the process and return once it answers `/health` (see `launch()`).
+
+        Raises ServerNotReady, with the tail of its log, if it exits or does not get ready in
+        `ready_timeout` seconds; the process is stopped then.
+        """
         raise_open_file_limit()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%H%M%S")
@@ -213,7 +222,7 @@ class Server(ServerHandle):
         if self.url and not self.port:
             self.port = int(self.url.rsplit(":", 1)[1])
         self.options = {**self.options, **changes}
-        self._start()
+        self.start()
         return self
 
     @property
@@ -301,7 +310,7 @@ def launch(kind: str = "asyncio", *, host: str = "127.0.0.1", port: int = 0,
     """
     server = Server(kind, host=host, port=port, ready_timeout=ready_timeout,
                     log_dir=Path(log_dir) if log_dir else default_log_dir(), options=options)
-    server._start()
+    server.start()
     return server
 
 

@@ -3,10 +3,11 @@
 A `Peer` is a running server plus what a scenario needs from it: a cursor at the newest event,
 a publish, the number of long polls it holds right now, and its processes (for memory and
 threads, read from /proc). `KitPeer` is one of the kit's servers started with
-`helpers.launch()`; `bench.nchan.NchanPeer` is the production reference.
+`helpers.launch()`, which notebook 05 and `make bench` both drive; `bench.nchan.NchanPeer`, the
+production reference, is the benchmark's own.
 
-Control requests (publish, counters) go over their own keep-alive connection in the benchmark's
-event loop, with the same hand-written HTTP as the load.
+Control requests (publish, counters) go over their own keep-alive connection in the load
+client's event loop, with the same hand-written HTTP as the load.
 """
 
 from __future__ import annotations
@@ -15,8 +16,15 @@ import asyncio
 import json
 from typing import Any, Protocol
 
-from bench.loadclient import ApiCursor, Connection, Cursor, Reply, connect, request_bytes
 from helpers.launcher import Server, launch
+from helpers.scaling.loadclient import (
+    ApiCursor,
+    Connection,
+    Cursor,
+    Reply,
+    connect,
+    request_bytes,
+)
 
 
 class Peer(Protocol):
@@ -126,6 +134,11 @@ class KitPeer:
         reply = await self.control.request(request_bytes("GET", "/stats"))
         stats: dict[str, Any] = json.loads(reply.body)
         return stats
+
+    @property
+    def last_id(self) -> int:
+        """The newest event id this peer knows of (new cursors start after it)."""
+        return self._last_id
 
     def cursor(self) -> ApiCursor:
         return ApiCursor(self._last_id)
