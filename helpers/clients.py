@@ -170,7 +170,13 @@ class PollClient:
     def _params(self) -> dict[str, Any]:
         return {"last_event_id": self.cursor.last_event_id, "limit": self.limit}
 
-    def _timeout(self) -> tuple[float, float]:
+    @property
+    def stopping(self) -> bool:
+        """True once `stop()` was called: a request failing now failed because of it."""
+        return self._stop.is_set()
+
+    def request_timeout(self) -> tuple[float, float]:
+        """The (connect, read) timeout of the next request, in seconds; each client sets it."""
         raise NotImplementedError
 
     def _pause(self, request_started: float) -> None:
@@ -185,7 +191,7 @@ class PollClient:
         try:
             response = self.session.get(self.url + self.endpoint, params=self._params(),
                                         headers=self.cursor.request_headers(),
-                                        timeout=self._timeout())
+                                        timeout=self.request_timeout())
         except requests.RequestException as exc:
             raise ServerUnavailable(f"{type(exc).__name__}: {exc}") from exc
         events = self.cursor.apply(response.status_code, response.headers, response.json,
@@ -253,7 +259,8 @@ class ShortPollClient(PollClient):
         super().__init__(url, **kwargs)
         self.interval = interval
 
-    def _timeout(self) -> tuple[float, float]:
+    def request_timeout(self) -> tuple[float, float]:
+        """An answer comes at once: the read timeout is only a margin."""
         return (CONNECT_TIMEOUT_S, READ_MARGIN_S)
 
     def _pause(self, request_started: float) -> None:
@@ -275,7 +282,8 @@ class LongPollClient(PollClient):
     def _params(self) -> dict[str, Any]:
         return {**super()._params(), "timeout": self.hold}
 
-    def _timeout(self) -> tuple[float, float]:
+    def request_timeout(self) -> tuple[float, float]:
+        """The read timeout is the hold plus a margin."""
         # The read timeout must outlast the hold, or the client gives up just before the
         # server's own 204 arrives and mistakes an ordinary quiet period for an error.
         return (CONNECT_TIMEOUT_S, self.hold + READ_MARGIN_S)
