@@ -129,7 +129,7 @@ def _free_port() -> int:
 
 
 class NchanPeer:
-    """nginx + nchan on loopback, as a benchmark peer (see bench.peers.Peer)."""
+    """nginx + nchan on loopback, as a benchmark peer (see helpers.scaling.peers.Peer)."""
 
     protocol = "nchan"
 
