@@ -12,12 +12,20 @@ from typing import Any
 
 import pytest
 
-from helpers import compare
-from helpers.compare import best_cells, lost_lines, main, parse_args, table_html, table_text
-from helpers.compare_panel import ComparePanel
-from helpers.lanes import LANES, PRESETS, Comparison, Scenario, _jsonable, find_preset, parse_lanes
+from helpers.compare import cli as compare
+from helpers.compare.cli import best_cells, lost_lines, main, parse_args, table_html, table_text
+from helpers.compare.comparison import (
+    LANES,
+    PRESETS,
+    Comparison,
+    Scenario,
+    _jsonable,
+    find_preset,
+    parse_lanes,
+)
+from helpers.compare.panel import ComparePanel
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -27,7 +27,7 @@ from typing import Any, Literal, TextIO
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from helpers.lanes import (
+from helpers.compare.comparison import (
     LANES,
     PRESETS,
     RATE_WINDOW_S,

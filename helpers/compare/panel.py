@@ -21,8 +21,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from helpers.compare import distribution_figure, live_figure, table_html
-from helpers.lanes import BURST_EVENTS, PRESETS, Comparison, Preset, find_preset
+from helpers.compare.cli import distribution_figure, live_figure, table_html
+from helpers.compare.comparison import BURST_EVENTS, PRESETS, Comparison, Preset, find_preset
 from helpers.plots import figure_png
 
 REFRESH_S = 0.5
