@@ -6,14 +6,15 @@
     panel.run(seconds=10)              # what a scripted cell does: the same code path
 
 Every button and slider calls a public method of this class, which calls the engine
-(`helpers.lanes.Comparison`), and the table and figures come from `helpers.compare`, the same
-functions `python -m helpers.compare` prints and saves. A timer thread refreshes the table twice
+(`Comparison`), and the table and figures are the same functions `python -m helpers.compare`
+prints and saves. A timer thread refreshes the table twice
 a second and the plots every two seconds; it only ever sets widget values and never prints.
 """
 
 from __future__ import annotations
 
 import html
+import math
 import threading
 import time
 from dataclasses import replace
@@ -21,8 +22,11 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from helpers.compare.cli import distribution_figure, live_figure, table_html
-from helpers.compare.comparison import BURST_EVENTS, PRESETS, Comparison, Preset, find_preset
+from helpers.compare.comparison import BURST_EVENTS, Comparison
+from helpers.compare.figures import distribution_figure, live_figure
+from helpers.compare.results import ComparisonResult
+from helpers.compare.spec import PRESETS, Preset, find_preset
+from helpers.compare.table import table_html
 from helpers.plots import figure_png
 
 REFRESH_S = 0.5
@@ -159,7 +163,7 @@ class ComparePanel:
                                   f"{html.escape(preset.description)}</div>")
         return preset
 
-    def run(self, seconds: float, **changes: Any) -> dict[str, Any]:
+    def run(self, seconds: float, **changes: Any) -> ComparisonResult:
         """Measure for `seconds` with fresh counters, then stop; returns `Comparison.results()`.
 
         `changes` set knobs first, as `configure` does.
@@ -177,7 +181,7 @@ class ComparePanel:
         self._draw_distribution()
         return results
 
-    def results(self) -> dict[str, Any]:
+    def results(self) -> ComparisonResult:
         """Everything measured since the last reset (see `Comparison.results`)."""
         return self.lab.results()
 
@@ -195,14 +199,14 @@ class ComparePanel:
         self.table.value = table_html(results)
         state = "running" if self.lab.running else "stopped"
         cpu_now = self.lab.recent_kernel_cpu_pct()
-        now = "" if cpu_now != cpu_now else f"{cpu_now:.0f} % now, "
-        cpu = results["kernel_cpu_pct"]
-        self._say(f"{state} · {results['total_seconds']:.1f} s measured · load generator (this "
-                  f"kernel): {now}{cpu or 0:.0f} % of one core on average")
-        drawn = (len(self.lab.timeline), sum(r["deliveries"] for r in results["lanes"]))
+        now = "" if math.isnan(cpu_now) else f"{cpu_now:.0f} % now, "
+        cpu = results.kernel_cpu_pct if math.isfinite(results.kernel_cpu_pct) else 0.0
+        self._say(f"{state} · {results.total_seconds:.1f} s measured · load generator (this "
+                  f"kernel): {now}{cpu:.0f} % of one core on average")
+        drawn = (len(results.timeline), sum(row.deliveries for row in results.lanes))
         if plots or drawn != self._drawn:
             self._drawn = drawn
-            self.plot.value = figure_png(live_figure(self.lab))
+            self.plot.value = figure_png(live_figure(results))
 
     def _draw_distribution(self) -> None:
         self.distribution.value = figure_png(distribution_figure(self.lab))
