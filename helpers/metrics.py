@@ -13,7 +13,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from servers.eventlog import Event
+from servers.contract import Event
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

@@ -5,9 +5,8 @@ shared future, and publishing an event resolves it, so one trigger wakes every w
 There is no sleep loop, and no `await` between "nothing new yet" and "start waiting", so an event
 published in that gap cannot be missed (the article's version awaits a lock there).
 
-`--lean` answers `GET /poll_for_updates` in raw ASGI, beside the framework instead of through
-it: the same wait and the same API, without FastAPI's middleware, routing and Response objects.
-What that saves, measured by `make bench`, is what the framework costs per held request.
+What this server does only for speed (`--lean`, the one-write transport, GC tuning, the graceful
+stop) lives in `servers.fast_path`, so that this file shows the wait and little else.
 
     python -m servers.fastapi_server --port 0 [--hold 30] [--lean]
 """
@@ -16,40 +15,39 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, cast
-from urllib.parse import parse_qsl
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Receive, Scope, Send
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
+from starlette.types import Receive
 
-from servers.eventlog import (
-    ALLOWED_METHODS,
+from servers import fast_path
+from servers.contract import (
     STREAM_HEADER,
     ApiError,
-    EventLog,
     PollParams,
-    ServerConfig,
-    Stats,
-    announce,
-    bind_socket,
     check_token,
-    die_with_parent,
-    method_not_allowed,
-    not_found,
+    framework_error,
+    health,
     other_stream,
-    parse_config,
     parse_message,
     parse_poll_params,
+    triggered,
 )
+from servers.startup import (
+    ServerConfig,
+    announce,
+    bind_socket,
+    die_with_parent,
+    generate,
+    parse_config,
+)
+from servers.stats import Stats
 from servers.store import open_log
 
 NAME = "fastapi_server"
@@ -86,31 +84,18 @@ async def _client_gone(receive: Receive) -> None:
         pass
 
 
-class PollingApp(FastAPI):
-    """FastAPI, plus an optional lean path that answers `GET /poll_for_updates` in raw ASGI."""
-
-    lean_poll: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (self.lean_poll is not None and scope["type"] == "http"
-                and scope["path"] == "/poll_for_updates" and scope["method"] == "GET"):
-            await self.lean_poll(scope, receive, send)
-        else:
-            await super().__call__(scope, receive, send)
-
-
 def create_app(config: ServerConfig | None = None, *, name: str = NAME,
                before_wait: BeforeWait | None = None, lean: bool = False) -> FastAPI:
     """Build the FastAPI app; `app.state` holds its log, counters and config.
 
     `name` is what /health and /stats report. `lean=True` answers `GET /poll_for_updates`
-    without the framework (see `lean_poll` below); every other request goes through FastAPI.
-    Leave `before_wait` unset: it exists only so that `servers.racy_server` can be this server
-    with the race reopened.
+    without the framework (`servers.fast_path.lean_poll`), through the same wait; every other
+    request goes through FastAPI. Leave `before_wait` unset: it exists only so that
+    `servers.racy_server` can be this server with the race reopened.
     """
     config = config or ServerConfig()
-    log = open_log(config.store, config.retention)
-    stats = Stats(name, log)
+    log = open_log(config.store_choice, config.retention)
+    stats = Stats(name, log, config.max_waiting)
     waiters = Waiters()
     closing = False  # set on shutdown: every held poll answers 204 at once
 
@@ -126,12 +111,14 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        generator = asyncio.create_task(_generate(config, log)) if config.generate_every else None
+        every = config.generate_every
+        generator = asyncio.create_task(generate(every, log.publish)) if every else None
         yield
         if generator is not None:
             generator.cancel()
 
-    app = PollingApp(title="Polling Lab: asyncio long polling", lifespan=lifespan)
+    app_class = fast_path.LeanPollingApp if lean else FastAPI
+    app = app_class(title="Polling Lab: asyncio long polling", lifespan=lifespan)
     app.state.log, app.state.stats, app.state.config = log, stats, config
     app.state.release_waiters = release_waiters
 
@@ -159,27 +146,20 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        path = request.url.path
-        if exc.status_code == 405:
-            error = method_not_allowed(request.method, path, ALLOWED_METHODS.get(path, "GET"))
-        elif exc.status_code == 404:
-            error = not_found(path)
-        else:
-            error = ApiError(exc.status_code, "bad_request", str(exc.detail))
-        return await api_error(request, error)
+        return await api_error(request, framework_error(
+            exc.status_code, request.method, request.url.path, str(exc.detail)))
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
+    async def health_view() -> dict[str, Any]:
         """Readiness: the launcher polls this until the server answers."""
-        return {"status": "ok", "server": name, "stream": log.stream}
+        return health(name, log.stream)
 
     @app.post("/trigger_event", status_code=201)
     async def trigger_event(request: Request) -> dict[str, Any]:
         """Publish one event; the publish itself wakes every held poll."""
         stats.count_request("trigger_event")
-        check_token(config, request.headers.get("Authorization"))
-        event = log.publish(parse_message(await request.body(), request.query_params))
-        return {"status": "event triggered", "event": event}
+        check_token(config.token, request.headers.get("Authorization"))
+        return triggered(log.publish(parse_message(await request.body(), request.query_params)))
 
     @app.get("/events")
     async def events(request: Request) -> Response:
@@ -199,14 +179,14 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
         Awaits a publish, the hold or a disconnect, without a thread. Both the FastAPI handler
         and the lean path call this, so they wait in exactly the same way.
         """
-        if other_stream(log, claimed_stream):
+        if other_stream(log.stream, claimed_stream):
             return None  # its cursor is from before a restart: a 204 now lets it reset
         body = events_after(params.last_event_id, params.limit)
         if body is not None or params.timeout <= 0:
             return body
         loop = asyncio.get_running_loop()
         deadline = loop.time() + params.timeout
-        stats.wait_started(config.max_waiting)
+        stats.wait_started()
         gone = asyncio.ensure_future(_client_gone(receive))
         try:
             while body is None and not closing and (left := deadline - loop.time()) > 0:
@@ -235,60 +215,15 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
             return stream_response(None, 204)
         return stream_response(body)
 
-    stream_header = (STREAM_HEADER.lower().encode(), log.stream.encode())
-
-    async def lean_poll(scope: Scope, receive: Receive, send: Send) -> None:
-        """The same long poll in raw ASGI: no middleware, routing, Request or Response objects.
-
-        Speaks the API exactly like the handler above (status codes, JSON errors, headers).
-        """
-        stats.count_request("poll_for_updates")
-        try:
-            query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-            claimed = next((v.decode("latin-1") for k, v in scope["headers"]
-                            if k == stream_header[0]), None)
-            body = await wait_for_events(parse_poll_params(dict(query), config.hold), receive,
-                                         claimed)
-        except ApiError as exc:
-            error = json.dumps(exc.body(), ensure_ascii=False, separators=(",", ":")).encode()
-            extra = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
-            await _send_raw(send, exc.status, [stream_header, *extra], error)
-            return
-        if body is None:
-            stats.count_empty()
-            await _send_raw(send, 204, [stream_header], None)
-        else:
-            await _send_raw(send, 200, [stream_header], body)
-
-    if lean:
-        app.lean_poll = lean_poll
+    if isinstance(app, fast_path.LeanPollingApp):
+        app.lean_poll = fast_path.lean_poll(wait_for_events, stats, config.hold, log.stream)
 
     @app.get("/stats")
     async def stats_view() -> dict[str, Any]:
-        """The counters a notebook plots: requests, empty answers, waiting polls, threads."""
-        return {**stats.snapshot(), "max_waiting": config.max_waiting}
+        """The counters a notebook plots: requests, empty answers, waiting polls, connections."""
+        return stats.snapshot()
 
     return app
-
-
-async def _generate(config: ServerConfig, log: EventLog) -> None:
-    """Publish an event every `generate_every` seconds, like the article's background task."""
-    assert config.generate_every is not None
-    n = 0
-    while True:
-        await asyncio.sleep(config.generate_every)
-        n += 1
-        log.publish(f"Generated event #{n}")
-
-
-async def _send_raw(send: Send, status: int, headers: list[tuple[bytes, bytes]],
-                    body: bytes | None) -> None:
-    """One response in two ASGI messages; a body is JSON, and 204 has none (no Content-Type)."""
-    if body is not None:
-        headers = [*headers, (b"content-type", b"application/json"),
-                   (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body or b""})
 
 
 def main(argv: list[str] | None = None, *, name: str = NAME,
@@ -306,88 +241,14 @@ def main(argv: list[str] | None = None, *, name: str = NAME,
     app = create_app(config, name=name, before_wait=before_wait, lean=args.lean)
     server_config = uvicorn.Config(
         app,
-        http=_OneWritePerResponse,
+        # one protocol per connection: it counts them for /stats, and writes each answer once
+        http=fast_path.OneWritePerResponse.counting(app.state.stats.count_connection),
         log_level="info",
         access_log=False,  # an access line per request would cost more than the request
         timeout_graceful_shutdown=1,  # don't let a stuck request delay a stop for long
     )
-    _tune_garbage_collector()
-    _GracefulServer(server_config, app.state.release_waiters).run(sockets=[sock])
-
-
-def _tune_garbage_collector() -> None:
-    """Keep Python's cyclic garbage collector from walking every held poll, over and over.
-
-    Each held poll keeps a few dozen objects alive (its task, coroutines, futures, request).
-    With the default thresholds, the collector runs after every 700 new objects and regularly
-    walks all the survivors, so taking 10,000 polls, or answering them, cost more in collections
-    than in the work itself (`make bench` measured it). Start-up objects are frozen out of the
-    collections, and young objects are collected after 50,000 allocations instead.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-
-
-class _OneWrite:
-    """A transport that joins the two writes of one response (headers, then body) into one.
-
-    uvicorn writes a response's headers and its body separately, and on loopback each write is
-    a system call and a TCP segment. When 10,000 held polls are answered at once, that doubling
-    is a good part of the work. The first write waits for the second until the end of this
-    turn of the event loop, and the second sends both together. Everything else passes through.
-    """
-
-    __slots__ = ("_transport", "_loop", "_held")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._held: bytes | None = None
-
-    def write(self, data: bytes) -> None:
-        if self._held is None:
-            self._held = bytes(data)
-            self._loop.call_soon(self.flush)
-        else:
-            joined, self._held = self._held + data, None
-            self._transport.write(joined)
-
-    def writelines(self, chunks: Any) -> None:
-        self.write(b"".join(chunks))  # never around what is held, or bytes would reorder
-
-    def flush(self) -> None:
-        if self._held is not None:
-            held, self._held = self._held, None
-            if not self._transport.is_closing():
-                self._transport.write(held)
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-class _OneWritePerResponse(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
-    """uvicorn's own HTTP protocol, writing each response in one piece (see `_OneWrite`)."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        one_write = _OneWrite(cast(asyncio.Transport, transport), asyncio.get_running_loop())
-        super().connection_made(one_write)
-
-
-class _GracefulServer(uvicorn.Server):
-    """uvicorn, but a stop first answers every held poll with 204 instead of cutting it off."""
-
-    def __init__(self, config: uvicorn.Config, release_waiters: Callable[[], None]) -> None:
-        super().__init__(config)
-        self.release_waiters = release_waiters
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self.release_waiters()
-        await super().shutdown(sockets)
+    fast_path.tune_garbage_collector()
+    fast_path.GracefulServer(server_config, app.state.release_waiters).run(sockets=[sock])
 
 
 if __name__ == "__main__":

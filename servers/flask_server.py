@@ -18,26 +18,28 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
-from servers.eventlog import (
-    ALLOWED_METHODS,
+from servers.contract import (
     STREAM_HEADER,
     ApiError,
-    ServerConfig,
-    Stats,
-    announce,
-    bind_socket,
     check_token,
-    die_with_parent,
-    method_not_allowed,
-    not_found,
+    framework_error,
+    health,
     other_stream,
-    parse_config,
     parse_message,
     parse_poll_params,
+    triggered,
+)
+from servers.startup import (
+    ServerConfig,
+    announce,
+    bind_socket,
+    die_with_parent,
+    parse_config,
     start_generator,
 )
+from servers.stats import Stats
 from servers.store import open_log
 
 NAME = "flask_server"
@@ -47,8 +49,9 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     """Build the Flask app; `app.extensions["polling_lab"]` holds its log and counters."""
     config = config or ServerConfig()
     app = Flask(__name__)
-    log = open_log(config.store, config.retention)
-    stats = Stats(NAME, log)
+    log = open_log(config.store_choice, config.retention)
+    stats = Stats(NAME, log, config.max_waiting,
+                  {"threaded": config.threaded, "check_interval": config.check_interval})
     closing = threading.Event()  # set on shutdown: held polls answer 204 at their next check
     app.extensions["polling_lab"] = {"log": log, "stats": stats, "config": config,
                                      "closing": closing}
@@ -59,14 +62,8 @@ def create_app(config: ServerConfig | None = None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int, dict[str, str]]:
-        if exc.code == 405:
-            error = method_not_allowed(request.method, request.path,
-                                       ALLOWED_METHODS.get(request.path, "GET"))
-        elif exc.code == 404:
-            error = not_found(request.path)
-        else:
-            error = ApiError(exc.code or 400, "bad_request", exc.description or "Bad request.")
-        return api_error(error)
+        return api_error(framework_error(exc.code or 400, request.method, request.path,
+                                         exc.description or "Bad request."))
 
     @app.after_request
     def add_stream_header(response: Response) -> Response:
@@ -74,17 +71,16 @@ def create_app(config: ServerConfig | None = None) -> Flask:
         return response
 
     @app.get("/health")
-    def health() -> dict[str, Any]:
+    def health_view() -> dict[str, Any]:
         """Readiness: the launcher polls this until the server answers."""
-        return {"status": "ok", "server": NAME, "stream": log.stream}
+        return health(NAME, log.stream)
 
     @app.post("/trigger_event")
     def trigger_event() -> tuple[dict[str, Any], int]:
         """Publish one event; every strategy's clients learn about it in their own way."""
         stats.count_request("trigger_event")
-        check_token(config, request.headers.get("Authorization"))
-        event = log.publish(parse_message(request.get_data(), request.args))
-        return {"status": "event triggered", "event": event}, 201
+        check_token(config.token, request.headers.get("Authorization"))
+        return triggered(log.publish(parse_message(request.get_data(), request.args))), 201
 
     @app.get("/events")
     def events() -> Response:
@@ -101,13 +97,13 @@ def create_app(config: ServerConfig | None = None) -> Flask:
         """Naive long poll: a sleep loop holds this thread and notices events only between naps."""
         stats.count_request("poll_for_updates")
         params = parse_poll_params(request.args, config.hold)
-        if other_stream(log, request.headers.get(STREAM_HEADER)):
+        if other_stream(log.stream, request.headers.get(STREAM_HEADER)):
             stats.count_empty()
             return Response(status=204)  # its cursor is from before a restart: reset now
         deadline = time.monotonic() + params.timeout
         found = log.since(params.last_event_id, params.limit)
         if not found:
-            stats.wait_started(config.max_waiting)
+            stats.wait_started()
             try:
                 while not found and not closing.is_set() and (
                     left := deadline - time.monotonic()
@@ -124,12 +120,7 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     @app.get("/stats")
     def stats_view() -> dict[str, Any]:
         """The counters a notebook plots: requests, empty answers, waiting polls, threads."""
-        return {
-            **stats.snapshot(),
-            "threaded": config.threaded,
-            "check_interval": config.check_interval,
-            "max_waiting": config.max_waiting,
-        }
+        return stats.snapshot()
 
     start_generator(config, log.publish)
     return app
@@ -141,14 +132,26 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(config)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log: it costs time
     sock = bind_socket(config.host, config.port)
+    state = app.extensions["polling_lab"]
+
+    class CountingHandler(WSGIRequestHandler):
+        """werkzeug's handler, of which there is one per TCP connection: count them for /stats.
+
+        werkzeug answers every request with `Connection: close`, so that is one per request.
+        """
+
+        def setup(self) -> None:
+            state["stats"].count_connection()
+            super().setup()
+
     # threaded= is the lesson: werkzeug's make_server defaults to False (one request at a time),
     # while Flask's app.run has defaulted to True since Flask 1.0. We always say which we want.
     server = make_server(
-        config.host, 0, app, threaded=config.threaded, fd=sock.fileno()
+        config.host, 0, app, threaded=config.threaded, request_handler=CountingHandler,
+        fd=sock.fileno(),
     )
     sock.close()  # the server holds its own duplicate of the listening socket
     announce(NAME, server.socket, config)
-    state = app.extensions["polling_lab"]
 
     def graceful_stop() -> None:
         # Held polls notice `closing` at their next check and answer 204; give them up to

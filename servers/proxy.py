@@ -31,7 +31,8 @@ import aiohttp
 from aiohttp import web, web_protocol
 from yarl import URL
 
-from servers.eventlog import LOOPBACK, ServerConfig, announce, bind_socket, die_with_parent
+from servers.contract import LOOPBACK
+from servers.startup import ServerConfig, announce, bind_socket, die_with_parent
 
 NAME = "proxy"
 DEFAULT_READ_TIMEOUT_S = 60.0  # nginx's proxy_read_timeout default

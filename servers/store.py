@@ -8,9 +8,14 @@ memory: the database is written on publish and read once, at start.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
-from servers.eventlog import Event, EventLog
+from servers.contract import Event
+from servers.eventlog import EventLog
+
+StoreKind = Literal["memory", "sqlite"]
 
 
 class SqliteEventLog(EventLog):
@@ -51,12 +56,40 @@ class SqliteEventLog(EventLog):
         self._db.close()
 
 
-def open_log(store: str | None, retention: int) -> EventLog:
-    """The event log a `--store` option asks for: None or "memory", or "sqlite:PATH"."""
-    if store in (None, "memory"):
-        return EventLog(retention)
-    assert store is not None
-    kind, _, path = store.partition(":")
-    if kind != "sqlite" or not path:
-        raise ValueError(f"--store {store!r} is not understood; use memory or sqlite:PATH")
-    return SqliteEventLog(path, retention)
+@dataclass(frozen=True)
+class StoreChoice:
+    """Where a server keeps its events: `memory` (a restart starts over) or a SQLite file.
+
+    Spelled `memory` or `sqlite:PATH` on the command line; `parse` reads that spelling once,
+    when the server's config is made, so a mistake is reported before anything starts.
+    """
+
+    kind: StoreKind = "memory"
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in get_args(StoreKind):
+            raise ValueError(f"store kind {self.kind!r} is not one of {get_args(StoreKind)}")
+        if (self.kind == "sqlite") != bool(self.path):
+            raise ValueError("a sqlite store needs a path, and only a sqlite store has one")
+
+    @classmethod
+    def parse(cls, text: str | None) -> StoreChoice:
+        """Read `memory` (or None) or `sqlite:PATH`; raise ValueError saying what is understood."""
+        if text is None or text == "memory":
+            return cls()
+        kind, _, path = text.partition(":")
+        if kind != "sqlite" or not path:
+            raise ValueError(f"--store {text!r} is not understood; use memory or sqlite:PATH "
+                             "(for example sqlite:events.db)")
+        return cls("sqlite", path)
+
+    def __str__(self) -> str:
+        return f"sqlite:{self.path}" if self.kind == "sqlite" else "memory"
+
+
+def open_log(choice: StoreChoice, retention: int) -> EventLog:
+    """The event log that `choice` names, keeping the newest `retention` events."""
+    if choice.kind == "sqlite":
+        return SqliteEventLog(choice.path, retention)
+    return EventLog(retention)

@@ -20,7 +20,7 @@ import pytest
 
 from helpers import Server, launch
 from servers import fastapi_server, flask_server
-from servers.eventlog import ServerConfig
+from servers.startup import ServerConfig
 
 with warnings.catch_warnings():
     # Starlette 1.x prefers the httpx2 fork and warns once, on import, when it finds httpx.

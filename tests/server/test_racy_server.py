@@ -11,7 +11,7 @@ import requests
 
 from helpers import Server
 from servers import racy_server
-from servers.eventlog import STREAM_HEADER
+from servers.contract import STREAM_HEADER
 
 HOLD_S = 1.0
 RACE_WINDOW_S = 0.2  # wide, so a trigger sent right after the poll is held lands inside it

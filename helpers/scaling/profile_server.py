@@ -1,9 +1,9 @@
 """The asyncio server with a stopwatch: where does one fan-out's CPU time go?
 
-    python -m bench.profile_server --profile-out PATH [any servers.fastapi_server flag]
+    python -m helpers.scaling.profile_server --profile-out PATH [any servers.fastapi_server flag]
 
-This is `servers.fastapi_server`, unchanged, plus three signals that the benchmark (or notebook
-05, through `helpers.scaling.profile_fan_out`) sends around one fan-out:
+This is `servers.fastapi_server`, unchanged, plus three signals that notebook 05 (through
+`helpers.scaling.profile_fan_out`) sends around one fan-out:
 
 * SIGUSR1 starts a plain measurement: CPU time in user space and in the kernel (`os.times`),
   and the time the cyclic garbage collector ran (`gc.callbacks`);
@@ -26,9 +26,9 @@ from collections import defaultdict
 from types import FrameType
 from typing import Any
 
-from servers import fastapi_server
+from servers import fast_path, fastapi_server
 
-WRITES = "socket writes"  # `_OneWrite`: its time is mostly the kernel's, which os.times shows
+WRITES = "socket writes"  # `OneWrite`: its time is mostly the kernel's, which os.times shows
 #: (group, fragments of a profiled function's file or name that put it in the group)
 GROUPS = [
     ("framework (FastAPI, Starlette)", ("/fastapi/", "/starlette/", "/anyio/", "/pydantic")),
@@ -40,10 +40,10 @@ OTHER = "other Python (json, bytes, ...)"
 
 
 def _write_lines() -> tuple[int, int]:
-    """The source lines of fastapi_server._OneWrite, whose methods make the socket writes."""
+    """The source lines of fast_path.OneWrite, whose methods make the socket writes."""
     import inspect
 
-    lines, first = inspect.getsourcelines(fastapi_server._OneWrite)
+    lines, first = inspect.getsourcelines(fast_path.OneWrite)
     return first, first + len(lines)
 
 
@@ -51,7 +51,7 @@ WRITE_LINES = _write_lines()
 
 
 def group_of(filename: str, name: str, line: int = 0) -> str:
-    if filename.endswith("fastapi_server.py") and line >= WRITE_LINES[0] and (
+    if filename.endswith("fast_path.py") and line >= WRITE_LINES[0] and (
             line <= WRITE_LINES[1]):
         return WRITES
     text = filename if filename != "~" else name

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import requests
 
 from helpers import Server
 
@@ -122,3 +123,17 @@ def test_live_poll_is_released_when_its_client_hangs_up(kind: str,
         waiter(lambda: asyncio_server.stats()["waiting"] == 1, what="the poll to be held")
     waiter(lambda: asyncio_server.stats()["waiting"] == 0, timeout=3,
            what="the server to release the abandoned poll")
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("kind", ["asyncio", "lean"])
+def test_uvicorn_keeps_one_connection_alive_for_a_session(
+        kind: str, launched: Callable[..., Server]) -> None:
+    server = launched(kind, hold=5)
+    before = server.stats()["connections"]  # over the handle's own kept-alive connection
+    with requests.Session() as session:
+        for _ in range(20):
+            reply = session.get(f"{server.url}/poll_for_updates", params={"timeout": 0},
+                                timeout=5)
+            assert reply.status_code == 204 and reply.headers.get("Connection") != "close"
+    assert server.stats()["connections"] - before == 1

@@ -9,7 +9,7 @@ import pytest
 
 from helpers import Metrics
 from helpers.metrics import percentile
-from servers.eventlog import Event
+from servers.contract import Event
 
 
 def events(*ids: int, timestamp: float = 100.0) -> list[Event]:

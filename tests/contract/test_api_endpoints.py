@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from helpers import Server
-from servers.eventlog import DEFAULT_MESSAGE
+from servers.contract import DEFAULT_MESSAGE
 
 if TYPE_CHECKING:
     from conftest import InProcessApi

@@ -11,13 +11,8 @@ import pytest
 import requests
 
 from helpers import Server, Swarm
-from servers.eventlog import (
-    MAX_MESSAGE_CHARS,
-    MAX_TIMEOUT_S,
-    ServerConfig,
-    announce,
-    parse_config,
-)
+from servers.contract import MAX_MESSAGE_CHARS, MAX_TIMEOUT_S
+from servers.startup import ServerConfig, announce, parse_config
 
 if TYPE_CHECKING:
     from conftest import InProcessApi, Reply

@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from servers import fastapi_server, flask_server
-from servers.eventlog import ALLOWED_METHODS, MAX_TIMEOUT_S, ServerConfig
+from servers.contract import ALLOWED_METHODS, MAX_TIMEOUT_S
+from servers.startup import ServerConfig
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r".*install `httpx2` instead")

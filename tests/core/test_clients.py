@@ -24,7 +24,7 @@ from helpers import (
     backoff_delay,
 )
 from helpers.clients import Cursor, PollClient
-from servers.eventlog import Event
+from servers.contract import Event
 
 if TYPE_CHECKING:
     from conftest import InProcessApi, Reply

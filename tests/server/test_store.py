@@ -13,8 +13,10 @@ import pytest
 
 from helpers import LongPollClient, Server, ShortPollClient
 from helpers.faults import ids_by_client
-from servers.eventlog import ApiError, EventLog, ServerConfig
-from servers.store import SqliteEventLog, open_log
+from servers.contract import ApiError
+from servers.eventlog import EventLog
+from servers.startup import ServerConfig
+from servers.store import SqliteEventLog, StoreChoice, open_log
 
 if TYPE_CHECKING:
     from conftest import InProcessApi
@@ -62,14 +64,48 @@ def test_retention_trims_the_file_too(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("store", [None, "memory"])
 def test_memory_is_the_default(store: str | None) -> None:
-    log = open_log(store, 10)
+    log = open_log(StoreChoice.parse(store), 10)
     assert type(log) is EventLog
+    assert StoreChoice() == StoreChoice.parse(store) and str(StoreChoice()) == "memory"
 
 
 @pytest.mark.parametrize("store", ["sqlite:", "redis:localhost", "events.db", "sqlite"])
 def test_a_store_that_is_not_understood_says_what_is(store: str) -> None:
     with pytest.raises(ValueError, match="sqlite:PATH"):
-        open_log(store, 10)
+        open_log(StoreChoice.parse(store), 10)
+
+
+def test_a_sqlite_choice_opens_a_durable_log_at_its_path(tmp_path: Path) -> None:
+    choice = StoreChoice.parse(f"sqlite:{tmp_path / 'events.db'}")
+    assert (choice.kind, choice.path) == ("sqlite", str(tmp_path / "events.db"))
+    assert str(choice) == f"sqlite:{tmp_path / 'events.db'}"
+    log = open_log(choice, 10)
+    assert isinstance(log, SqliteEventLog)
+    log.close()
+    assert (tmp_path / "events.db").exists()
+
+
+@pytest.mark.parametrize(("kind", "path"), [("redis", "x"), ("sqlite", ""), ("memory", "x")])
+def test_a_store_choice_is_checked_when_it_is_made(kind: str, path: str) -> None:
+    with pytest.raises(ValueError):
+        StoreChoice(kind, path)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("store", ["sqlite:", "redis:localhost", "events.db"])
+def test_the_config_refuses_a_store_it_does_not_understand(store: str) -> None:
+    with pytest.raises(ValueError, match="use memory or sqlite:PATH"):
+        ServerConfig(store=store)
+
+
+def test_the_command_line_explains_a_bad_store(capsys: pytest.CaptureFixture[str]) -> None:
+    from servers.startup import parse_config
+
+    with pytest.raises(SystemExit) as exited:
+        parse_config("fastapi_server", ["--store", "redis:localhost"])
+    assert exited.value.code == 2  # argparse's usage error, not a traceback
+    err = capsys.readouterr().err
+    assert "--store 'redis:localhost' is not understood; use memory or sqlite:PATH" in err
+    assert parse_config("fastapi_server", []).store_choice == StoreChoice()
 
 
 def test_an_app_reopened_on_the_same_file_continues_its_stream(
@@ -88,6 +124,7 @@ def test_an_app_reopened_on_the_same_file_continues_its_stream(
 
 def test_server_config_accepts_a_store() -> None:
     assert ServerConfig(store="sqlite:/tmp/x.db").store == "sqlite:/tmp/x.db"
+    assert ServerConfig(store="sqlite:/tmp/x.db").store_choice == StoreChoice("sqlite", "/tmp/x.db")
 
 
 @pytest.mark.live

@@ -69,3 +69,18 @@ def test_single_threaded_server_makes_the_next_client_wait(
 @pytest.mark.live
 def test_threaded_server_answers_others_while_a_poll_is_held(naive_server: Server) -> None:
     assert _health_time_while_a_poll_is_held(naive_server, hold=1.5) < 0.5
+
+
+@pytest.mark.live
+def test_werkzeug_opens_a_connection_per_poll_even_over_one_session(
+        naive_server: Server) -> None:
+    # werkzeug answers every request with `Connection: close`, so a requests.Session cannot
+    # reuse its connection: each poll pays for a new TCP connection (and a thread).
+    before = naive_server.stats()["connections"]
+    with requests.Session() as session:
+        for _ in range(20):
+            reply = session.get(f"{naive_server.url}/poll_for_updates", timeout=5,
+                                params={"timeout": 0})
+            assert reply.headers["Connection"] == "close"
+    opened = naive_server.stats()["connections"] - before
+    assert 20 <= opened <= 22, opened  # the 20 polls, and this stats request's own

@@ -1,0 +1,206 @@
+"""The wire contract every bundled server speaks (docs/api.md): events, headers, rules, errors.
+
+The servers in this package differ only in *how they wait* for the next event. What an event
+looks like, which parameters are valid, which errors a client gets and who may publish is
+decided here, once, so that placing two server files side by side shows nothing but the waiting.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+MAX_MESSAGE_CHARS = 4096
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+MAX_TIMEOUT_S = 300.0
+DEFAULT_MESSAGE = "Manual event triggered!"
+STREAM_HEADER = "X-Stream-Id"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+class Event(TypedDict):
+    id: int
+    timestamp: float
+    message: str
+
+
+class ApiError(Exception):
+    """A request the server refuses, with the JSON body and status that API.md prescribes."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "detail": self.detail, **self.extra}
+
+
+def health(name: str, stream: str) -> dict[str, Any]:
+    """The body of `GET /health`: the launcher polls it until the server answers."""
+    return {"status": "ok", "server": name, "stream": stream}
+
+
+def triggered(event: Event) -> dict[str, Any]:
+    """The body of a 201 from `POST /trigger_event`."""
+    return {"status": "event triggered", "event": event}
+
+
+# --- parameter rules -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PollParams:
+    last_event_id: int
+    limit: int
+    timeout: float
+
+
+def _bad(name: str, value: str, rule: str) -> ApiError:
+    return ApiError(400, "bad_parameter", f"{name}={value!r} is not valid: {rule}.")
+
+
+def _int_param(args: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = args.get(name)
+    if raw is None:
+        return default
+    rule = f"use an integer from {low} to {high}" if high < 2**62 else f"use an integer >= {low}"
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise _bad(name, raw, rule) from None
+    if not low <= value <= high:
+        raise _bad(name, raw, rule)
+    return value
+
+
+def parse_poll_params(args: Mapping[str, str], default_timeout: float) -> PollParams:
+    """Validate `last_event_id`, `limit` and `timeout` once, the same way for every server."""
+    last_event_id = _int_param(args, "last_event_id", 0, 0, 2**62)
+    limit = _int_param(args, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    raw = args.get("timeout")
+    timeout = default_timeout
+    if raw is not None:
+        rule = f"use a number of seconds from 0 to {MAX_TIMEOUT_S:g}"
+        try:
+            timeout = float(raw.strip())
+        except ValueError:
+            raise _bad("timeout", raw, rule) from None
+        if not (math.isfinite(timeout) and 0 <= timeout <= MAX_TIMEOUT_S):
+            raise _bad("timeout", raw, rule)
+    return PollParams(last_event_id, limit, timeout)
+
+
+def parse_message(body: bytes, query: Mapping[str, str]) -> str:
+    """The message of a `/trigger_event`: from the JSON body, else `?message=`, else the default."""
+    message: object = None
+    if body.strip():
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):  # nesting too deep: also bad
+            raise ApiError(
+                400,
+                "malformed_json",
+                'The request body is not valid JSON; send {"message": "..."} or no body at all.',
+            ) from None
+        if not isinstance(data, dict):
+            raise ApiError(
+                422, "bad_body", 'The JSON body must be an object such as {"message": "hello"}.'
+            )
+        message = data.get("message")
+    if message is None:
+        message = query.get("message", DEFAULT_MESSAGE)
+    if not isinstance(message, str):
+        raise ApiError(422, "bad_parameter", "message must be a JSON string, for example \"hi\".")
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate such as "\ud800": valid JSON, not valid text
+        raise ApiError(
+            422, "bad_parameter", "message must be valid Unicode text; it contains a lone "
+            "surrogate such as \\ud800, which cannot be sent back as UTF-8."
+        ) from None
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise ApiError(
+            413,
+            "message_too_long",
+            f"The message has {len(message)} characters; the limit is {MAX_MESSAGE_CHARS}.",
+        )
+    return message
+
+
+# --- who may publish, and which cursor is whose ------------------------------------------------
+
+
+def check_token(token: str | None, authorization: str | None) -> None:
+    """Refuse a publish without the server's `token`, when it was started with one."""
+    if token is None:
+        return
+    if not (authorization and hmac.compare_digest(authorization, f"Bearer {token}")):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "This server was started with --token; send the header 'Authorization: Bearer "
+            "<token>' (connect(url, token) does it for you).",
+        )
+
+
+def other_stream(stream: str, claimed: str | None) -> bool:
+    """True when a poll says (in `X-Stream-Id`) that its cursor belongs to another event log.
+
+    That client has not yet seen this server restart. Holding its poll would keep it waiting a
+    whole hold for ids it has already passed; a 204 now, carrying this log's `stream` id, lets
+    it reset its cursor at once. Clients that send no `X-Stream-Id` are held as usual.
+    """
+    return claimed is not None and claimed != stream
+
+
+# --- routing errors --------------------------------------------------------------------------
+
+ALLOWED_METHODS = {
+    "/health": "GET",
+    "/events": "GET",
+    "/poll_for_updates": "GET",
+    "/stats": "GET",
+    "/trigger_event": "POST",
+}
+
+
+def not_found(path: str) -> ApiError:
+    return ApiError(
+        404,
+        "not_found",
+        f"There is no {path}; the endpoints are /health, /events, /poll_for_updates, "
+        "/trigger_event and /stats.",
+    )
+
+
+def method_not_allowed(method: str, path: str, allowed: str) -> ApiError:
+    return ApiError(
+        405, "method_not_allowed", f"{path} does not accept {method}; use {allowed}.",
+        headers={"Allow": allowed},
+    )
+
+
+def framework_error(status: int, method: str, path: str, detail: str) -> ApiError:
+    """The API's error for one the web framework raised itself (no route, wrong method, ...)."""
+    if status == 405:
+        return method_not_allowed(method, path, ALLOWED_METHODS.get(path, "GET"))
+    if status == 404:
+        return not_found(path)
+    return ApiError(status, "bad_request", detail)

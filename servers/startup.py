@@ -1,0 +1,169 @@
+"""Starting a bundled server: its typed config, its command line, binding, announcing, dying.
+
+`python -m servers.<name>` reads a `ServerConfig` from its command line (`parse_config`), binds
+its socket (`bind_socket`), prints the URL it actually bound (`announce`, which the launcher
+waits for), and, when a notebook launched it, dies with that notebook's kernel (`die_with_parent`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from servers.contract import LOOPBACK, MAX_TIMEOUT_S
+from servers.store import StoreChoice
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything a bundled server can be told at start. Defaults follow API.md."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    hold: float = 30.0  # default long-poll hold, seconds
+    retention: int = 10_000  # events kept in memory
+    generate_every: float | None = None  # publish a generated event every N seconds
+    check_interval: float = 1.0  # the naive server's sleep between checks
+    threaded: bool = True  # the Flask server only
+    store: str = "memory"  # "memory", or "sqlite:PATH" (survives restarts)
+    max_waiting: int = 15_000  # long polls held at once; beyond it, 503 with Retry-After
+    token: str | None = None  # required by POST /trigger_event when set
+    #: `store`, read once: the typed choice that `servers.store.open_log` takes.
+    store_choice: StoreChoice = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # frozen: set the one derived field through object.__setattr__, as dataclasses do
+        object.__setattr__(self, "store_choice", StoreChoice.parse(self.store))
+        if not 0 <= self.hold <= MAX_TIMEOUT_S:
+            raise ValueError(f"hold must be from 0 to {MAX_TIMEOUT_S:g} seconds, not {self.hold}")
+        if self.retention < 1:
+            raise ValueError("retention must be at least 1 event")
+        if self.check_interval <= 0:
+            raise ValueError("check_interval must be a positive number of seconds")
+        if self.generate_every is not None and self.generate_every <= 0:
+            raise ValueError("generate_every must be a positive number of seconds")
+        if self.max_waiting < 0:
+            raise ValueError("max_waiting must be 0 or more")
+        if self.token is None and self.host not in LOOPBACK:
+            raise ValueError(
+                f"--host {self.host} lets other machines publish events; start with "
+                "--token SECRET so that only people who know it can (learners then use "
+                "connect(url, token))"
+            )
+
+
+def parse_config(name: str, argv: list[str] | None = None, *, flask: bool = False) -> ServerConfig:
+    """Read a ServerConfig from the command line of `python -m servers.<name>`."""
+    p = argparse.ArgumentParser(prog=f"python -m servers.{name}",
+                                description=f"Run the Polling Lab server {name} (docs/api.md).")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
+    p.add_argument("--hold", type=float, default=30.0, help="default long-poll hold, seconds")
+    p.add_argument("--retention", type=int, default=10_000, help="events kept in memory")
+    p.add_argument("--generate-every", type=float, default=None, metavar="S",
+                   help="publish a generated event every S seconds")
+    p.add_argument("--store", default="memory", metavar="memory|sqlite:PATH",
+                   help="where events live; sqlite:PATH keeps stream and ids across restarts")
+    p.add_argument("--max-waiting", type=int, default=15_000, metavar="N",
+                   help="long polls held at once; more get 503 with Retry-After")
+    p.add_argument("--token", default=None,
+                   help="require 'Authorization: Bearer TOKEN' on POST /trigger_event "
+                        "(needed with a --host other than loopback)")
+    if flask:
+        p.add_argument("--check-interval", type=float, default=1.0, metavar="S",
+                       help="how long the naive long poll sleeps between checks")
+        mode = p.add_mutually_exclusive_group()
+        mode.add_argument("--threaded", dest="threaded", action="store_true", default=True,
+                          help="one thread per connection (Flask's default since 1.0)")
+        mode.add_argument("--single-threaded", dest="threaded", action="store_false",
+                          help="serve one request at a time, to show head-of-line blocking")
+    args = p.parse_args(argv)
+    try:
+        return ServerConfig(**vars(args))
+    except ValueError as exc:
+        p.error(str(exc))
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind a listening TCP socket, and say what to do if the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise SystemExit(
+                f"Port {port} is in use by another program; pass --port 0 (or leave port unset "
+                "in launch()) to pick a free port."
+            ) from None
+        raise SystemExit(f"Cannot bind {host}:{port}: {exc.strerror}.") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def die_with_parent() -> None:
+    """When started by `helpers.launch()`, ask Linux to SIGTERM us if the launcher dies.
+
+    This is what takes a server along when its Jupyter kernel is restarted or killed.
+    """
+    parent = os.environ.get("POLLING_LAB_PARENT_PID")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != int(parent):  # the launcher died before prctl took effect
+        raise SystemExit("The process that launched this server has exited; not starting.")
+
+
+def announce(name: str, sock: socket.socket, config: ServerConfig) -> str:
+    """Print the URL actually bound. The launcher waits for this line in the server's log."""
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}"
+    print(f"polling-lab {name} serving on {url}", flush=True)
+    if host not in LOOPBACK:
+        print(
+            f"WARNING: {name} is reachable from other machines on {host}: anyone who can reach "
+            "it can read its events. Publishing needs the --token.",
+            flush=True,
+        )
+    return url
+
+
+def start_generator(config: ServerConfig, publish: Callable[[str], object]) -> None:
+    """Publish an event every `generate_every` seconds from a daemon thread, like the article."""
+    every = config.generate_every
+    if every is None:
+        return
+
+    def run() -> None:
+        n = 0
+        while True:
+            time.sleep(every)
+            n += 1
+            publish(f"Generated event #{n}")
+
+    threading.Thread(target=run, name="event-generator", daemon=True).start()
+
+
+async def generate(every: float, publish: Callable[[str], object]) -> None:
+    """`start_generator` for an event loop: publish every `every` seconds from a task."""
+    n = 0
+    while True:
+        await asyncio.sleep(every)
+        n += 1
+        publish(f"Generated event #{n}")

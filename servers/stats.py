@@ -1,0 +1,103 @@
+"""The counters behind `GET /stats`, the numbers a notebook plots (docs/api.md, "/stats")."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from servers.contract import ApiError
+from servers.eventlog import EventLog
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process, from /proc where available."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux: the peak is the best we can do
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+@dataclass
+class Stats:
+    """The counters behind `/stats`. Thread-safe, because the Flask server is threaded.
+
+    `max_waiting` is how many long polls may be held at once (more get 503); `settings` are
+    start-up options a server reports as they are, for the lessons that are about them.
+    """
+
+    server: str
+    log: EventLog
+    max_waiting: int = sys.maxsize
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    requests: dict[str, int] = field(
+        default_factory=lambda: {"events": 0, "poll_for_updates": 0, "trigger_event": 0}
+    )
+    empty_responses: int = 0
+    waiting: int = 0
+    peak_waiting: int = 0
+    connections: int = 0  # TCP connections accepted since start
+    started: float = field(default_factory=time.monotonic)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count_request(self, endpoint: str) -> None:
+        with self._lock:
+            self.requests[endpoint] += 1
+
+    def count_empty(self) -> None:
+        with self._lock:
+            self.empty_responses += 1
+
+    def count_connection(self) -> None:
+        """One more TCP connection accepted (a keep-alive connection counts once)."""
+        with self._lock:
+            self.connections += 1
+
+    def wait_started(self, limit: int | None = None) -> None:
+        """Count one more held poll, or refuse it with 503 when `limit` are already held.
+
+        `limit` defaults to `max_waiting`.
+        """
+        limit = self.max_waiting if limit is None else limit
+        with self._lock:
+            if self.waiting >= limit:
+                raise ApiError(
+                    503,
+                    "too_many_waiting",
+                    f"This server already holds {limit} long polls, its limit; retry after the "
+                    "number of seconds in the Retry-After header.",
+                    headers={"Retry-After": "2"},
+                )
+            self.waiting += 1
+            self.peak_waiting = max(self.peak_waiting, self.waiting)
+
+    def wait_ended(self) -> None:
+        with self._lock:
+            self.waiting -= 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "server": self.server,
+                "stream": self.log.stream,
+                "requests": dict(self.requests),
+                "empty_responses": self.empty_responses,
+                "events_published": self.log.last_id,
+                "last_event_id": self.log.last_id,
+                "oldest_event_id": self.log.oldest_id,
+                "waiting": self.waiting,
+                "peak_waiting": self.peak_waiting,
+                "max_waiting": self.max_waiting,
+                "connections": self.connections,
+                "threads": threading.active_count(),
+                "rss_bytes": rss_bytes(),
+                "uptime_s": round(time.monotonic() - self.started, 3),
+                **self.settings,
+            }
