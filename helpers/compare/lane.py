@@ -1,73 +1,33 @@
 """How a lane runs: its server, a `Swarm` of clients, a publisher, a /stats sampler, and the
 matching of every delivery to the fan-out moment it came from.
 
-The publisher posts each fan-out over a connection it keeps open, so that a trigger reaches
-every lane's server within a few milliseconds of the others (the publish skew): opening a
-connection per trigger would add its own, uneven, delay.
+The publisher posts each fan-out over a connection it keeps open (`helpers.http.KeptConnection`,
+which also turns failures into the kit's exceptions), so that a trigger reaches every lane's
+server within a few milliseconds of the others (the publish skew): opening a connection per
+trigger would add its own, uneven, delay.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import queue
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from helpers.compare.fanout import Job
 from helpers.compare.results import LaneResult, LatencySpread, Spread, TailSpread
 from helpers.compare.spec import LaneSpec, Scenario
 from helpers.compare.timeline import TICK_S, Timeline
+from helpers.http import KeptConnection
 from helpers.launcher import Server
 from helpers.metrics import Delivery, Metrics
+from helpers.processes import cpu_seconds
 from helpers.swarm import Swarm
 
 PUBLISH_TIMEOUT_S = 120.0  # a single-threaded server may take a whole hold to accept a trigger
 PEAK_KEYS = ("threads", "rss_bytes", "waiting")  # from /stats, kept as the highest seen
-
-
-class _Connection:
-    """One kept-open HTTP connection to a lane's server, for one thread at a time."""
-
-    def __init__(self, server: Server, timeout: float) -> None:
-        self.server = server
-        self.timeout = timeout
-        self._conn: http.client.HTTPConnection | None = None
-        self._address: tuple[str, int] | None = None
-
-    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        url = urlsplit(self.server.url)  # read each time: a restart may change the port
-        address = (url.hostname or "127.0.0.1", url.port or 80)
-        if self._conn is None or address != self._address:
-            self.close()
-            self._conn = http.client.HTTPConnection(*address, timeout=self.timeout)
-            self._address = address
-            fresh = True
-        else:
-            fresh = False
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        try:
-            self._conn.request(method, path, body=body, headers=headers)
-            response = self._conn.getresponse()
-            return response.status, response.read()
-        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-            self.close()
-            if fresh:
-                raise
-            # uvicorn closes a keep-alive connection after 5 idle seconds; the request never
-            # reached the app, so sending it again on a new connection publishes it once.
-            return self.request(method, path, body)
-        except (OSError, http.client.HTTPException):
-            self.close()
-            raise
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
 
 class CpuMeter:
@@ -119,7 +79,7 @@ class Lane:
         self.generation = 0  # bumped by each server restart
         self.last_stats: dict[str, Any] = {}
         self.stats_at = 0.0  # monotonic time of the last /stats answer
-        self.cpu = CpuMeter(server.cpu_seconds)
+        self.cpu = CpuMeter(lambda: cpu_seconds(self.server.pid))
         self._reset_state(epoch=0)
         self._publisher = threading.Thread(target=self._publish_loop, daemon=True,
                                            name=f"publish-{spec.name}")
@@ -164,14 +124,14 @@ class Lane:
         return dropped
 
     def _publish_loop(self) -> None:
-        connection = _Connection(self.server, PUBLISH_TIMEOUT_S)
+        connection = KeptConnection(lambda: self.server.url, PUBLISH_TIMEOUT_S)
         while (job := self._jobs.get()) is not None:
-            body = json.dumps({"message": job.message}).encode()
+            body = json.dumps({"message": job.message}).encode()  # encoded before it is sent
             try:
-                status, data = connection.request("POST", "/trigger_event", body)
-                if status != 201:
-                    raise RuntimeError(f"HTTP {status}: {data[:200]!r}")
-                event = json.loads(data)["event"]
+                answer = connection.request("POST", "/trigger_event", body=body)
+                if answer.status != 201:
+                    raise RuntimeError(f"HTTP {answer.status}: {answer.body[:200]!r}")
+                event = answer.json()["event"]
             except Exception as exc:  # noqa: BLE001 - counted and shown in the lane's row
                 with self._lock:
                     if job.epoch == self.epoch:
@@ -195,16 +155,16 @@ class Lane:
     # --- server stats -------------------------------------------------------------------
 
     def _sample_loop(self) -> None:
-        connection = _Connection(self.server, PUBLISH_TIMEOUT_S)
+        connection = KeptConnection(lambda: self.server.url, PUBLISH_TIMEOUT_S)
         while not self._closed.wait(TICK_S):
             # One /stats request at a time: a single-threaded server answers it only between
             # polls, and a pile of abandoned requests would slow it down further.
             try:
-                status, data = connection.request("GET", "/stats")
+                answer = connection.request("GET", "/stats")
             except Exception:  # noqa: BLE001 - a restarting server; the row shows the age
                 continue
-            if status == 200:
-                stats = json.loads(data)
+            if answer.status == 200:
+                stats = answer.json()
                 with self._lock:
                     self.last_stats, self.stats_at = stats, time.monotonic()
                     if self.swarm is not None:  # stale holds after a stop don't count
