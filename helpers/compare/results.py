@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, TypeVar, cast, get_args, get_origin, get_type_hints
 
 from helpers.compare.spec import Scenario
+from helpers.kinds import Strategy
 from helpers.metrics import percentile
-from helpers.swarm import Strategy
 
 NAN = float("nan")
 R = TypeVar("R", bound="Record")

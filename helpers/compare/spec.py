@@ -1,8 +1,9 @@
 """What a lane is, and what every lane is asked to do: the lanes, the scenario and its presets.
 
-A lane is a server kind with its start options and a client strategy (`LaneSpec`, the four in
-`LANES`). A `Scenario` holds the knobs every lane shares, and a `Preset` is a scenario from the
-article's use cases with a paragraph on what to look for. Nothing here starts anything.
+A lane is a server kind from the kit's catalogue (`helpers.kinds`) with its start options, and
+its clients use that kind's strategy (`LaneSpec`, the four in `LANES`). A `Scenario` holds the
+knobs every lane shares, and a `Preset` is a scenario from the article's use cases with a
+paragraph on what to look for. Nothing here starts anything.
 """
 
 from __future__ import annotations
@@ -11,25 +12,48 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from helpers.swarm import Strategy
+from helpers.kinds import Kind, Strategy, find_kind
 
 
 @dataclass(frozen=True)
 class LaneSpec:
-    """What a lane runs: a server kind and its start options, and the clients' strategy."""
+    """What a lane runs: a server kind (a name in `helpers.kinds.KINDS`) and its start options.
+
+    Its clients use the kind's strategy. Raises ValueError for a kind the catalogue does not
+    have, or one that is not a server of events (the proxy).
+    """
 
     name: str
     title: str
     kind: str
-    strategy: Strategy
     color: str
     linestyle: str  # lanes with equal numbers draw on top of each other: dashes keep both visible
-    threaded: bool | None = None  # the Flask server's threading; None for FastAPI
+    threaded: bool | None = None  # the Flask server's threading; None for a kind without it
+
+    def __post_init__(self) -> None:
+        server = find_kind(self.kind)
+        if server.strategy is None:
+            raise ValueError(f"A lane needs a server of events; {self.kind!r} is "
+                             f"{server.title}.")
+        if self.threaded is not None and not server.takes("threaded"):
+            raise ValueError(f"The {self.kind!r} server has no threaded option.")
+
+    @property
+    def server(self) -> Kind:
+        """The catalogue's facts about this lane's server kind."""
+        return find_kind(self.kind)
+
+    @property
+    def strategy(self) -> Strategy:
+        """How this lane's clients ask: the strategy its server kind is launched for."""
+        strategy = self.server.strategy
+        assert strategy is not None, "checked in __post_init__"
+        return strategy
 
     @property
     def naive(self) -> bool:
-        """True for the Flask sleep-loop long poll, whose check interval is a start option."""
-        return self.kind == "naive"
+        """True for a sleep-loop long poll, whose check interval is a start option."""
+        return self.strategy == "long" and self.server.sleeps
 
     def launch_options(self, scenario: Scenario) -> dict[str, Any]:
         options: dict[str, Any] = {"hold": scenario.hold}
@@ -42,22 +66,23 @@ class LaneSpec:
     def delivery_wait(self, scenario: Scenario) -> float:
         """The longest a delivery takes, working as designed, once its event is published.
 
-        A short poll waits for the client's next request, the naive loop for the server's next
-        check; the asyncio server wakes its polls at once.
+        A short poll waits for the client's next request, a sleep loop for the server's next
+        check; a server that is woken answers its polls at once.
         """
-        waits = {"short": scenario.interval, "naive": scenario.check_interval, "asyncio": 0.0}
-        return waits[self.kind]
+        if self.strategy == "short":
+            return scenario.interval
+        return scenario.check_interval if self.server.sleeps else 0.0
 
 
 #: The lanes, in the order every table and plot shows them.
 LANES: dict[str, LaneSpec] = {spec.name: spec for spec in (
-    LaneSpec("short", "short polling (Flask /events)", "short", "short", "tab:orange", "-",
+    LaneSpec("short", "short polling (Flask /events)", "short", "tab:orange", "-",
              threaded=True),
-    LaneSpec("naive", "naive long poll, threaded Flask", "naive", "long", "tab:purple", "-",
+    LaneSpec("naive", "naive long poll, threaded Flask", "naive", "tab:purple", "-",
              threaded=True),
-    LaneSpec("naive-single", "naive long poll, single-threaded Flask", "naive", "long",
-             "tab:red", "-.", threaded=False),
-    LaneSpec("asyncio", "asyncio long poll (FastAPI)", "asyncio", "long", "tab:green", "--"),
+    LaneSpec("naive-single", "naive long poll, single-threaded Flask", "naive", "tab:red",
+             "-.", threaded=False),
+    LaneSpec("asyncio", "asyncio long poll (FastAPI)", "asyncio", "tab:green", "--"),
 )}
 
 

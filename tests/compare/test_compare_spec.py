@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.compare.spec import LANES, PRESETS, Scenario, find_preset, parse_lanes
+from helpers.compare.spec import LANES, PRESETS, LaneSpec, Scenario, find_preset, parse_lanes
 
 
 def test_lanes_parse_in_display_order_and_unknown_names_say_what_exists() -> None:
@@ -44,3 +44,16 @@ def test_each_lane_waits_for_its_own_knob_after_a_publish() -> None:
     scenario = Scenario(interval=0.7, check_interval=0.3)
     waits = {name: spec.delivery_wait(scenario) for name, spec in LANES.items()}
     assert waits == {"short": 0.7, "naive": 0.3, "naive-single": 0.3, "asyncio": 0.0}
+
+
+def test_a_lane_is_a_kind_from_the_catalogue_and_takes_its_strategy() -> None:
+    assert {name: spec.strategy for name, spec in LANES.items()} == {
+        "short": "short", "naive": "long", "naive-single": "long", "asyncio": "long"}
+    assert LANES["naive"].naive and not LANES["short"].naive and not LANES["asyncio"].naive
+    assert LANES["asyncio"].server.module == "servers.fastapi_server"
+    with pytest.raises(ValueError, match="choose one of"):
+        LaneSpec("x", "x", "websocket", "tab:blue", "-")
+    with pytest.raises(ValueError, match="server of events"):
+        LaneSpec("x", "x", "proxy", "tab:blue", "-")
+    with pytest.raises(ValueError, match="no threaded option"):
+        LaneSpec("x", "x", "asyncio", "tab:blue", "-", threaded=True)
