@@ -87,6 +87,14 @@ def _run(*code_or_args: str, timeout: float = 60) -> subprocess.CompletedProcess
                           text=True, timeout=timeout)
 
 
+def test_the_cli_and_the_engine_import_without_ipywidgets() -> None:
+    done = _run("-c", "import sys, helpers.compare.cli, helpers.compare; "
+                      "from helpers.compare import Comparison, table_text, report_figure; "
+                      "print('ipywidgets' in sys.modules)")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False", "importing the engine imported ipywidgets"
+
+
 def test_help_names_every_option_and_exits_0() -> None:
     done = _run("-m", "helpers.compare", "--help")
     assert done.returncode == 0, done.stderr
