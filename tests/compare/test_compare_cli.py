@@ -6,20 +6,17 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from compare_fakes import fake_results, fake_row
 
 from helpers.compare import LANES, ComparisonResult, Scenario, cli
 from helpers.compare.cli import main, parse_args
 
 PROJECT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-RowFactory = Callable[..., dict[str, Any]]  # the fixtures in conftest.py
-ResultsFactory = Callable[..., ComparisonResult]
 
 
 # --- the command line, without servers ------------------------------------------------------
@@ -46,12 +43,10 @@ def test_bad_options_exit_with_a_usage_error(argv: list[str],
 class _FakeLab:
     """Stands in for Comparison in main(): one lane that lost an event."""
 
-    def __init__(self, lanes: list[str], scenario: Scenario, make_row: RowFactory,
-                 make_results: ResultsFactory) -> None:
+    def __init__(self, lanes: list[str], scenario: Scenario) -> None:
         self.lanes = {name: None for name in lanes}
         self.scenario = scenario
         self.triggered = 0
-        self._rows, self._results = make_row, make_results
 
     def __enter__(self) -> _FakeLab:
         return self
@@ -61,18 +56,17 @@ class _FakeLab:
 
     def run(self, seconds: float, progress: Any = None) -> ComparisonResult:
         progress(1.0)
-        return self._results(*[self._rows(n, missing=1, lost=1) if n == "naive"
-                               else self._rows(n) for n in self.lanes])
+        return fake_results(*[fake_row(n, missing=1, lost=1) if n == "naive" else fake_row(n)
+                              for n in self.lanes])
 
     def recent_kernel_cpu_pct(self) -> float:
         return 1.0
 
 
 def test_main_exits_1_and_names_the_lane_that_lost_an_event(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        make_row: RowFactory, make_results: ResultsFactory) -> None:
-    monkeypatch.setattr(cli, "Comparison",
-                        lambda lanes, scenario: _FakeLab(lanes, scenario, make_row, make_results))
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cli, "Comparison", _FakeLab)
     assert main(["--lanes", "naive,asyncio", "--duration", "1", "--out", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "FAIL: lane naive lost or duplicated events: 1 missing" in out

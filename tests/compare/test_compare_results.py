@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import pytest
+from compare_fakes import fake_results_json, fake_row
 
 from helpers.compare.results import (
     ComparisonResult,
@@ -20,9 +19,6 @@ from helpers.compare.results import (
     jsonable,
 )
 from helpers.compare.table import COLUMNS, table_text
-
-RowFactory = Callable[..., dict[str, Any]]  # the fixtures in conftest.py
-JsonFactory = Callable[..., dict[str, Any]]
 
 #: The keys of one lane in results.json, as they were before the results became records.
 ROW_KEYS = {
@@ -54,10 +50,9 @@ def test_spreads_are_percentiles_of_their_values_and_nan_when_empty() -> None:
     assert skew.lanes == ("short", "asyncio") and skew.events == 2 and skew.max == 5.0
 
 
-def test_results_json_reads_back_as_the_same_records(make_row: RowFactory,
-                                                     make_results_json: JsonFactory) -> None:
-    written = make_results_json(make_row("short", requests_per_event=None, stats_age_s=None),
-                                make_row("asyncio", missing=1, lost=1))
+def test_results_json_reads_back_as_the_same_records() -> None:
+    written = fake_results_json(fake_row("short", requests_per_event=None, stats_age_s=None),
+                                fake_row("asyncio", missing=1, lost=1))
     results = ComparisonResult.from_json(json.loads(json.dumps(written)))
     assert results.to_json() == written  # every key, nested ones and derived ones included
     assert set(written) == RESULT_KEYS and set(written["lanes"][0]) == ROW_KEYS
@@ -71,9 +66,8 @@ def test_results_json_reads_back_as_the_same_records(make_row: RowFactory,
     assert ComparisonResult.from_json(results.to_json()) == results
 
 
-def test_indexing_a_result_reads_its_json_form(make_row: RowFactory,
-                                               make_results_json: JsonFactory) -> None:
-    results = ComparisonResult.from_json(make_results_json(make_row("naive")))
+def test_indexing_a_result_reads_its_json_form() -> None:
+    results = ComparisonResult.from_json(fake_results_json(fake_row("naive")))
     row = results.lane("naive")
     results = replace(results, lanes=(replace(row, latency_ms=LatencySpread()),))
     assert results["lanes"][0]["latency_ms"]["p95"] is None  # nan in the record
@@ -83,10 +77,9 @@ def test_indexing_a_result_reads_its_json_form(make_row: RowFactory,
     assert replace(results, command=("python", "-m", "helpers.compare"))["command"][0] == "python"
 
 
-def test_the_table_reads_each_column_from_its_named_field(make_row: RowFactory,
-                                                          make_results_json: JsonFactory) -> None:
-    results = ComparisonResult.from_json(make_results_json(make_row("short"),
-                                                           make_row("asyncio")))
+def test_the_table_reads_each_column_from_its_named_field() -> None:
+    results = ComparisonResult.from_json(fake_results_json(fake_row("short"),
+                                                           fake_row("asyncio")))
     short = results.lane("short")
     distinct = replace(
         short, requests_per_s=101.0, requests_per_event=2.5, empty_pct=33.0,
@@ -103,8 +96,7 @@ def test_the_table_reads_each_column_from_its_named_field(make_row: RowFactory,
     assert short_line.split()[1:4] == ["101", "2.50", "33.0"]
 
 
-def test_each_delivery_is_for_the_figures_and_stays_out_of_results_json(
-        make_row: RowFactory) -> None:
-    row = replace(LaneResult.from_json(make_row("asyncio")), latency_points=((0.5, 3.0),))
+def test_each_delivery_is_for_the_figures_and_stays_out_of_results_json() -> None:
+    row = replace(LaneResult.from_json(fake_row("asyncio")), latency_points=((0.5, 3.0),))
     assert not isinstance(row, dict) and row.latency_points == ((0.5, 3.0),)
     assert "latency_points" not in row.to_json() and set(row.to_json()) == ROW_KEYS

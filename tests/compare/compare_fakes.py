@@ -1,11 +1,12 @@
-"""Fixtures for the helpers.compare tests: result rows shaped like results.json, as factories."""
+"""Fake results for the helpers.compare tests: rows and results shaped like results.json.
+
+A plain module rather than a conftest.py: tests/conftest.py is imported as `conftest` by tests
+elsewhere, and a second conftest.py here would take its place in sys.modules.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from helpers.compare import LANES, ComparisonResult, Scenario
 
@@ -47,18 +48,3 @@ def fake_results_json(*rows: dict[str, Any]) -> dict[str, Any]:
 def fake_results(*rows: dict[str, Any]) -> ComparisonResult:
     """The typed result that results.json with `rows` reads back as."""
     return ComparisonResult.from_json(fake_results_json(*rows))
-
-
-@pytest.fixture
-def make_row() -> Callable[..., dict[str, Any]]:
-    return fake_row
-
-
-@pytest.fixture
-def make_results() -> Callable[..., ComparisonResult]:
-    return fake_results
-
-
-@pytest.fixture
-def make_results_json() -> Callable[..., dict[str, Any]]:
-    return fake_results_json
