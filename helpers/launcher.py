@@ -28,9 +28,8 @@ from typing import Any, TypeVar
 
 import requests
 
-from helpers import http
 from helpers.errors import PollingLabError, ServerNotReady
-from helpers.http import loopback_session
+from helpers.http import loopback_session, refusal, request
 from helpers.kinds import find_kind, kind_of_module
 from helpers.processes import cpu_seconds, signal_group, stop_process_group
 from servers.startup import ServerConfig
@@ -93,11 +92,11 @@ class ServerHandle(abc.ABC):
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         with self._lock:
-            return http.request(method, self.url + path, session=self._session,
-                                timeout=self.timeout,
-                                on_unreachable=lambda exc: self._unreachable(path, exc),
-                                on_refusal=lambda response: self._refusal(path, response),
-                                **kwargs)
+            return request(method, self.url + path, session=self._session,
+                           timeout=self.timeout,
+                           on_unreachable=lambda exc: self._unreachable(path, exc),
+                           on_refusal=lambda response: self._refusal(path, response),
+                           **kwargs)
 
     @abc.abstractmethod
     def _unreachable(self, path: str, exc: requests.RequestException) -> PollingLabError:
@@ -105,7 +104,7 @@ class ServerHandle(abc.ABC):
 
     def _refusal(self, path: str, response: requests.Response) -> PollingLabError:
         """Turn a server's JSON error into the kit's exception, keeping its code and detail."""
-        return http.refusal(response)
+        return refusal(response)
 
     @property
     def check_interval(self) -> float | None:

@@ -26,8 +26,8 @@ from typing import Any, cast
 
 import ipywidgets as widgets
 
-from helpers.experiment import Experiment, Settings, Strategy
-from helpers.kinds import STRATEGY_TITLES
+from helpers.experiment import Experiment, Settings
+from helpers.kinds import STRATEGY_TITLES, Strategy
 from helpers.launcher import ServerHandle
 from helpers.plots import figure_png, latency_figure
 

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from helpers import http
 from helpers.errors import PollError, PollingLabError, ServerNotReady, ServerUnavailable
+from helpers.http import error_for, json_or_none, request, session_for
 from helpers.launcher import ServerHandle
 
 
@@ -26,7 +26,7 @@ class RemoteServer(ServerHandle):
     """A bundled server that runs elsewhere: the calls a notebook makes to it, over HTTP."""
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 5.0) -> None:
-        super().__init__(http.session_for(url))
+        super().__init__(session_for(url))
         self.url = url.rstrip("/")
         self.timeout = timeout
         #: Start-up options are the instructor's; none are known, or changeable, from here.
@@ -37,10 +37,10 @@ class RemoteServer(ServerHandle):
 
     def _connect(self) -> None:
         try:
-            response = http.request("GET", self.url + "/health", session=self._session,
-                                    timeout=self.timeout, on_unreachable=self._not_found,
-                                    on_refusal=self._not_ours)
-            health = http.json_or_none(response.json)
+            response = request("GET", self.url + "/health", session=self._session,
+                               timeout=self.timeout, on_unreachable=self._not_found,
+                               on_refusal=self._not_ours)
+            health = json_or_none(response.json)
         except PollingLabError:
             self._session.close()
             raise
@@ -78,9 +78,9 @@ class RemoteServer(ServerHandle):
         if response.status_code >= 500:
             return ServerUnavailable(f"The shared server at {self.url} answered {path} with HTTP "
                                      f"{response.status_code}; try again in a moment.")
-        refused = http.error_for(response.status_code, http.json_or_none(response.json),
-                                 response.headers, fallback_code="http_error",
-                                 fallback_detail=response.text[:200])
+        refused = error_for(response.status_code, json_or_none(response.json),
+                            response.headers, fallback_code="http_error",
+                            fallback_detail=response.text[:200])
         assert isinstance(refused, PollError)  # a status below 500
         detail = refused.detail
         if response.status_code == 401 and self._token is None:

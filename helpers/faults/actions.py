@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from helpers import http
+from helpers.http import request
 from helpers.launcher import Server
 from helpers.processes import kill_process_group
 from helpers.swarm import Swarm
@@ -57,7 +57,7 @@ def cut_connections(proxy: Server) -> int:
     with a connection error, as during a proxy restart or a load balancer failover. Raises
     ServerUnavailable if the proxy does not answer, PollError if `proxy` is not a proxy.
     """
-    cut: int = http.request("POST", proxy.url + "/_proxy/cut").json()["connections"]
+    cut: int = request("POST", proxy.url + "/_proxy/cut").json()["connections"]
     return cut
 
 
@@ -66,7 +66,7 @@ def proxy_stats(proxy: Server) -> dict[str, Any]:
 
     Raises ServerUnavailable if the proxy does not answer, PollError if `proxy` is not a proxy.
     """
-    stats: dict[str, Any] = http.request("GET", proxy.url + "/_proxy/stats").json()
+    stats: dict[str, Any] = request("GET", proxy.url + "/_proxy/stats").json()
     return stats
 
 

@@ -14,8 +14,8 @@ from collections.abc import Hashable, Sequence
 from types import TracebackType
 from typing import Any
 
-from helpers import http
 from helpers.errors import PollingLabError
+from helpers.http import request, session_for
 from helpers.launcher import Server
 from helpers.metrics import Metrics
 
@@ -42,7 +42,7 @@ class Publisher:
         self._rng = rng or random.Random()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._session = http.session_for(server.url)
+        self._session = session_for(server.url)
 
     def start(self) -> Publisher:
         self._stop.clear()
@@ -62,9 +62,9 @@ class Publisher:
                 self.done.set()
                 return
             try:
-                response = http.request("POST", self.server.url + "/trigger_event",
-                                        session=self._session,
-                                        json={"message": f"event {self.published + 1}"})
+                response = request("POST", self.server.url + "/trigger_event",
+                                   session=self._session,
+                                   json={"message": f"event {self.published + 1}"})
             except PollingLabError:
                 self.failed += 1
                 continue
