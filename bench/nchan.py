@@ -19,15 +19,17 @@ import os
 import re
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
+from email.utils import formatdate
 from pathlib import Path
 
-from bench.loadclient import NchanCursor, Reply, request_bytes
-from bench.peers import ControlChannel
+from helpers.processes import children, kill_process_group, stop_process_group
+from helpers.scaling.loadclient import Reply, request_bytes
+from helpers.scaling.peers import ControlChannel
 
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx",
                     "/usr/local/nginx/sbin/nginx")
@@ -76,6 +78,34 @@ http {{
 """
 
 
+@dataclass
+class NchanCursor:
+    """Nchan's long-poll cursor: the last message's `Last-Modified` and `Etag`, sent back as
+    `If-Modified-Since` and `If-None-Match` (a `helpers.scaling.loadclient.Cursor`)."""
+
+    last_modified: str
+    etag: str
+    path: str = "/sub"
+
+    @classmethod
+    def from_message_id(cls, message_id: str, path: str = "/sub") -> NchanCursor:
+        """From Nchan's "<unix time>:<tag>" message id (a publish answers with it)."""
+        seconds, _, tag = message_id.partition(":")
+        return cls(formatdate(int(seconds), usegmt=True), tag.split(",")[0] or "0", path)
+
+    def poll(self, hold: float) -> bytes:
+        # Nchan's hold is set in its config (nchan_subscriber_timeout), not per request.
+        return request_bytes("GET", self.path, headers={
+            "If-Modified-Since": self.last_modified, "If-None-Match": self.etag})
+
+    def advance(self, reply: Reply) -> int:
+        if reply.status != 200:
+            return 0
+        self.last_modified = reply.headers.get("last-modified", self.last_modified)
+        self.etag = reply.headers.get("etag", self.etag)
+        return 1  # one message per long-poll response
+
+
 def find_nchan() -> tuple[str, str] | str:
     """(nginx binary, nchan module path), or a sentence saying what is missing and how to fix it."""
     candidates = [os.environ["NGINX"]] if os.environ.get("NGINX") else NGINX_CANDIDATES
@@ -99,7 +129,7 @@ def _free_port() -> int:
 
 
 class NchanPeer:
-    """nginx + nchan on loopback, as a benchmark peer (see bench.peers.Peer)."""
+    """nginx + nchan on loopback, as a benchmark peer (see helpers.scaling.peers.Peer)."""
 
     protocol = "nchan"
 
@@ -203,37 +233,18 @@ class NchanPeer:
         """The master and its workers."""
         if self.process is None or self.process.poll() is not None:
             return []
-        master = self.process.pid
-        found = [master]
-        for entry in Path("/proc").glob("[0-9]*"):
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                if int(entry.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1]) == master:
-                    found.append(int(entry.name))
-        return found
+        return [self.process.pid, *children(self.process.pid)]
 
     def _kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None:
+            kill_process_group(self.process)
 
     async def stop(self) -> None:
         """Stop nginx by its process group (SIGTERM: fast shutdown), then remove its directory."""
         atexit.unregister(self._kill)
         if self._control is not None:
             self._control.close()
-        process = self.process
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        if process is not None:
-            with contextlib.suppress(ProcessLookupError):  # workers left behind, if any
-                os.killpg(process.pid, signal.SIGKILL)
+        if self.process is not None:
+            stop_process_group(self.process, 5.0)  # workers left behind are killed too
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from helpers.metrics import percentile
+
 NCHAN = "nchan"
 TARGET_N = 10_000
 TARGET_RATIO = 3.0
@@ -28,6 +30,11 @@ def _ms(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:,.2f}" if value < 10 else f"{value:,.0f}"
+
+
+def _median(values: list[float]) -> float | None:
+    """The median of the rounds' figures (`helpers.metrics.percentile`); None for no rounds."""
+    return percentile(sorted(values), 50) if values else None
 
 
 def _ratio(value: Any, reference: Any) -> str:
@@ -127,16 +134,14 @@ def markdown(results: dict[str, Any]) -> str:
         for r in fanout:
             nchan = _find(fanout, NCHAN, n=r["n"])
             rounds = r.get("rounds", [])
-            cpu = sorted(x["server_cpu_s"] for x in rounds)
-            client = sorted(x.get("client_cpu_s", math.nan) for x in rounds)
-            held = sorted(x.get("all_held_after_s", math.nan) for x in rounds)
-            mid = len(rounds) // 2
+            cpu = _median([x["server_cpu_s"] for x in rounds])
+            client = _median([x.get("client_cpu_s", math.nan) for x in rounds])
+            held = _median([x.get("all_held_after_s", math.nan) for x in rounds])
             out.append(
                 f"| {r['server']} | {r['n']:,} | {r['delivered']:,} | {_ms(r['p50_ms'])} | "
                 f"{_ms(r['p99_ms'])} | {_ms(r['max_ms'])} | "
-                f"{_vs(r, nchan, 'max_ms')} | {_num(cpu[mid] if cpu else None, 2)} | "
-                f"{_num(client[mid] if client else None, 2)} | "
-                f"{_num(held[mid] if held else None, 2)} |")
+                f"{_vs(r, nchan, 'max_ms')} | {_num(cpu, 2)} | {_num(client, 2)} | "
+                f"{_num(held, 2)} |")
         out.append("")
 
     latency = results.get("latency", [])

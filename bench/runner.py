@@ -24,12 +24,13 @@ from typing import Any
 
 from bench import scenarios
 from bench.nchan import NchanPeer, find_nchan
-from bench.peers import KitPeer
 from bench.report import markdown
+from helpers.kinds import KINDS, Kind
 from helpers.launcher import raise_open_file_limit
+from helpers.scaling.fanout import HOLD_S, measure_fan_out
+from helpers.scaling.peers import KitPeer
 
 SCENARIOS = ("fanout", "latency", "memory", "rpe", "throughput")
-HOLD_S = scenarios.HOLD_S
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -43,15 +44,21 @@ class Options:
     out: str = "results"
 
 
-#: label -> (kind for helpers.launch, options). "flask" rows are the naive sleep-loop long poll.
-KIT_SERVERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "fastapi": ("asyncio", {}),
-    "fastapi --lean": ("asyncio", {"lean": True}),
-    "flask check=1.0s": ("naive", {"check_interval": 1.0}),
-    "flask check=0.05s": ("naive", {"check_interval": 0.05}),
+#: label (as results files and reports name it) -> (the kind launched, its options). The
+#: "flask" rows are the naive sleep-loop long poll.
+KIT_SERVERS: dict[str, tuple[Kind, dict[str, Any]]] = {
+    "fastapi": (KINDS["asyncio"], {}),
+    "fastapi --lean": (KINDS["asyncio"], {"lean": True}),
+    "flask check=1.0s": (KINDS["naive"], {"check_interval": 1.0}),
+    "flask check=0.05s": (KINDS["naive"], {"check_interval": 0.05}),
 }
 NCHAN = "nchan"
 SERVERS = (*KIT_SERVERS, NCHAN)
+
+
+def sleeps(label: str) -> bool:
+    """Whether the server `label` is a sleep loop (one thread per held poll, a check interval)."""
+    return label in KIT_SERVERS and KIT_SERVERS[label][0].sleeps
 
 
 class Progress:
@@ -96,7 +103,7 @@ class Bench:
             started = NchanPeer(*self.nchan, hold=HOLD_S, label=label)
         else:
             kind, options = KIT_SERVERS[label]
-            started = KitPeer(label, kind, hold=HOLD_S, **options)
+            started = KitPeer(label, kind.name, hold=HOLD_S, **options)
         try:
             await started.start()
             yield started
@@ -157,12 +164,12 @@ class Bench:
         small = [30, 100] if quick else [100, 1_000]
         rounds = 2 if quick else 5
         for label in self.labels():
-            sizes = small if label.startswith("flask") else big
-            jitter = KIT_SERVERS.get(label, ("", {}))[1].get("check_interval", 0.0)
+            sizes = small if sleeps(label) else big
+            jitter = KIT_SERVERS[label][1].get("check_interval", 0.0) if sleeps(label) else 0.0
             for n in sizes:
                 async def body(peer: Any, n: int = n, jitter: float = jitter
                                ) -> dict[str, Any]:
-                    return await scenarios.fan_out(peer, n, rounds=rounds, jitter=jitter,
+                    return await measure_fan_out(peer, n, rounds=rounds, jitter=jitter,
                                                    say=self.sub)
                 result = await self.measure("fanout", label, f"N={n:,}",
                                             needs_s=5 + n / 500, timeout_s=60 + n / 50,
@@ -173,7 +180,7 @@ class Bench:
     async def latencies(self, quick: bool) -> None:
         """Scenario 2: one subscriber, one event at a time."""
         for label in self.labels():
-            check = KIT_SERVERS.get(label, ("", {}))[1].get("check_interval")
+            check = KIT_SERVERS[label][1].get("check_interval") if sleeps(label) else None
             events = 30 if quick else 200
             if check is not None and check >= 0.5:
                 events = 10 if quick else 40  # each event waits for the next check: ~1 s each
@@ -197,7 +204,7 @@ class Bench:
                 return await scenarios.throughput(peer, 50, seconds, say=self.sub)
             result = await self.measure("throughput", label, "50 connections",
                                         needs_s=seconds + 5, timeout_s=seconds + 60, body=body)
-            if result is not None and label.startswith("flask"):
+            if result is not None and sleeps(label):
                 result["server"] = "flask"  # /events does not depend on the check interval
 
     async def requests_per_event(self, quick: bool) -> None:

@@ -8,9 +8,15 @@
 
 At a workshop with a shared server, `connect(url, token)` takes the place of `launch(...)`.
 This module exports the names every lesson shares; a single lesson's tools are imported from
-their own modules: `helpers.compare` and `helpers.lanes` (notebook 04), `helpers.scaling` (05),
-`helpers.faults` (06).
+their own packages: `helpers.compare` (notebook 04), `helpers.scaling` (05), `helpers.faults` (06).
+
+`Panel` is imported on first use (PEP 562), so that code that never shows a widget (a script, a
+test, `python -m bench`) does not import ipywidgets.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from helpers.clients import LongPollClient, ShortPollClient, backoff_delay
 from helpers.env import check_environment
@@ -20,10 +26,12 @@ from helpers.experiment import Experiment, Settings, headless, measure
 from helpers.launcher import Server, launch
 from helpers.metrics import Metrics
 from helpers.notebook import clean_up, show_code
-from helpers.panel import Panel
 from helpers.remote import connect
 from helpers.streams import SSEClient, WebSocketClient
 from helpers.swarm import Swarm
+
+if TYPE_CHECKING:
+    from helpers.panel import Panel
 
 __all__ = [
     "Experiment",
@@ -51,3 +59,12 @@ __all__ = [
     "measure",
     "show_code",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the widget panel only when it is asked for (`from helpers import Panel`)."""
+    if name == "Panel":
+        from helpers.panel import Panel
+
+        return Panel
+    raise AttributeError(f"module 'helpers' has no attribute {name!r}")

@@ -24,6 +24,7 @@ import urllib3.connection
 from requests.adapters import HTTPAdapter
 
 from helpers.errors import PollError, ServerUnavailable
+from helpers.http import error_for, json_or_none
 from helpers.metrics import Metrics
 from servers.contract import LOOPBACK, STREAM_HEADER, Event
 
@@ -92,28 +93,14 @@ class Cursor:
             self.metrics.record_events(self.name, events, received_at)
             self.last_event_id = max(self.last_event_id, events[-1]["id"])
             return events
-        body = _json_or_empty(payload)
-        if status == 410 and isinstance(body.get("oldest_id"), int):
+        body = json_or_none(payload)
+        if status == 410 and isinstance(body, dict) and isinstance(body.get("oldest_id"), int):
             resume_after = body["oldest_id"] - 1
             self.metrics.record_gap(self.name, resume_after)
             self.last_event_id = resume_after
             return []
-        detail = body.get("detail") or f"HTTP {status} without a JSON error body"
-        if status >= 500:
-            retry_after = headers.get("Retry-After")
-            raise ServerUnavailable(
-                f"HTTP {status}: {detail}",
-                retry_after=float(retry_after) if retry_after else None,
-            )
-        raise PollError(status, str(body.get("error", "error")), str(detail))
-
-
-def _json_or_empty(payload: Callable[[], Any]) -> dict[str, Any]:
-    try:
-        body = payload()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+        raise error_for(status, body, headers,
+                        fallback_detail=f"HTTP {status} without a JSON error body")
 
 
 class _AbortableAdapter(HTTPAdapter):
@@ -191,7 +178,13 @@ class PollClient:
     def _params(self) -> dict[str, Any]:
         return {"last_event_id": self.cursor.last_event_id, "limit": self.limit}
 
-    def _timeout(self) -> tuple[float, float]:
+    @property
+    def stopping(self) -> bool:
+        """True once `stop()` was called: a request failing now failed because of it."""
+        return self._stop.is_set()
+
+    def request_timeout(self) -> tuple[float, float]:
+        """The (connect, read) timeout of the next request, in seconds; each client sets it."""
         raise NotImplementedError
 
     def _pause(self, request_started: float) -> None:
@@ -206,7 +199,7 @@ class PollClient:
         try:
             response = self.session.get(self.url + self.endpoint, params=self._params(),
                                         headers=self.cursor.request_headers(),
-                                        timeout=self._timeout())
+                                        timeout=self.request_timeout())
         except requests.RequestException as exc:
             raise ServerUnavailable(f"{type(exc).__name__}: {exc}") from exc
         events = self.cursor.apply(response.status_code, response.headers, response.json,
@@ -274,7 +267,8 @@ class ShortPollClient(PollClient):
         super().__init__(url, **kwargs)
         self.interval = interval
 
-    def _timeout(self) -> tuple[float, float]:
+    def request_timeout(self) -> tuple[float, float]:
+        """An answer comes at once: the read timeout is only a margin."""
         return (CONNECT_TIMEOUT_S, READ_MARGIN_S)
 
     def _pause(self, request_started: float) -> None:
@@ -296,7 +290,8 @@ class LongPollClient(PollClient):
     def _params(self) -> dict[str, Any]:
         return {**super()._params(), "timeout": self.hold}
 
-    def _timeout(self) -> tuple[float, float]:
+    def request_timeout(self) -> tuple[float, float]:
+        """The read timeout is the hold plus a margin."""
         # The read timeout must outlast the hold, or the client gives up just before the
         # server's own 204 arrives and mistakes an ordinary quiet period for an error.
         return (CONNECT_TIMEOUT_S, self.hold + READ_MARGIN_S)

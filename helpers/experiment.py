@@ -13,14 +13,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from helpers.clients import LongPollClient, PollClient, ShortPollClient
+from helpers.kinds import Strategy
 from helpers.launcher import ServerHandle
 from helpers.metrics import Metrics
 from helpers.swarm import Swarm
-
-Strategy = Literal["short", "long"]
 
 
 def headless() -> bool:

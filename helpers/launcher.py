@@ -28,28 +28,24 @@ from typing import Any, TypeVar
 
 import requests
 
-from helpers.errors import PollError, PollingLabError, ServerNotReady, ServerUnavailable
+from helpers.errors import PollingLabError, ServerNotReady
+from helpers.http import loopback_session, refusal, request
+from helpers.kinds import find_kind, kind_of_module
+from helpers.processes import cpu_seconds, signal_group, stop_process_group
 from servers.startup import ServerConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-#: What `launch(kind)` accepts: a lesson's name or a module's, and the module that serves it.
-KINDS: dict[str, str] = {
-    "short": "servers.flask_server",
-    "naive": "servers.flask_server",
-    "flask": "servers.flask_server",
-    "asyncio": "servers.fastapi_server",
-    "fastapi": "servers.fastapi_server",
-    "racy": "servers.racy_server",
-    "proxy": "servers.proxy",  # launch("proxy", upstream=server.url, read_timeout=S)
-}
 
 _READY_LINE = re.compile(rb"serving on (http://\S+)")
 _running: set[Server] = set()
 _log_dir: Path | None = None
 
 
-def _default_log_dir() -> Path:
+def default_log_dir() -> Path:
+    """The folder server logs go to unless `launch(log_dir=...)` says otherwise.
+
+    One temporary folder per kernel, made on first use, so logs never land in cell output.
+    """
     global _log_dir
     if _log_dir is None:
         _log_dir = Path(tempfile.mkdtemp(prefix="polling-lab-logs-"))
@@ -79,8 +75,9 @@ class ServerHandle(abc.ABC):
     reached it: its `url`, `kind`, `module` and start `options`, and `trigger`, `stats` and
     `health` over HTTP. Use it as a context manager, or call `stop()`.
 
-    Every call goes through `_call`, which translates what goes wrong into the kit's exceptions
-    in one place: `_unreachable` for a request that got no answer, `_refusal` for an HTTP error.
+    Every call goes through `_call`, which sends it with `helpers.http.request`, the kit's one
+    translation of errors: `_unreachable` says what to check for a request that got no answer,
+    `_refusal` turns an HTTP error into the kit's exception.
     """
 
     url: str
@@ -95,14 +92,11 @@ class ServerHandle(abc.ABC):
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         with self._lock:
-            try:
-                response = self._session.request(method, self.url + path, timeout=self.timeout,
-                                                 **kwargs)
-            except requests.RequestException as exc:
-                raise self._unreachable(path, exc) from exc
-        if response.status_code >= 400:
-            raise self._refusal(path, response)
-        return response
+            return request(method, self.url + path, session=self._session,
+                           timeout=self.timeout,
+                           on_unreachable=lambda exc: self._unreachable(path, exc),
+                           on_refusal=lambda response: self._refusal(path, response),
+                           **kwargs)
 
     @abc.abstractmethod
     def _unreachable(self, path: str, exc: requests.RequestException) -> PollingLabError:
@@ -110,18 +104,7 @@ class ServerHandle(abc.ABC):
 
     def _refusal(self, path: str, response: requests.Response) -> PollingLabError:
         """Turn a server's JSON error into the kit's exception, keeping its code and detail."""
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if not isinstance(body, dict):
-            body = {}
-        detail = str(body.get("detail") or response.reason or "no detail")
-        if response.status_code >= 500:
-            retry_after = response.headers.get("Retry-After")
-            return ServerUnavailable(f"HTTP {response.status_code}: {detail}",
-                                     retry_after=float(retry_after) if retry_after else None)
-        return PollError(response.status_code, str(body.get("error", "error")), detail)
+        return refusal(response)
 
     @property
     def check_interval(self) -> float | None:
@@ -129,7 +112,8 @@ class ServerHandle(abc.ABC):
 
         An event waits for the next check, so this sets the naive long poll's latency.
         """
-        if not self.module.endswith("flask_server"):
+        kind = kind_of_module(self.module)
+        if kind is None or not kind.sleeps:
             return None
         return float(self.options.get("check_interval") or ServerConfig.check_interval)
 
@@ -179,14 +163,16 @@ class ServerHandle(abc.ABC):
 
 
 class Server(ServerHandle):
-    """A running bundled server: its `url`, its log, and the calls a notebook makes to it."""
+    """A running bundled server: its `url`, its log, and the calls a notebook makes to it.
+
+    `launch()` makes one and starts it. `module` runs a variant of the kind's server instead of
+    its own module (the scaling lesson's profiling server, which takes the same flags).
+    """
 
     def __init__(self, kind: str, *, host: str, port: int, ready_timeout: float,
-                 log_dir: Path, options: dict[str, Any]) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"Unknown server kind {kind!r}; choose one of {', '.join(KINDS)}.")
+                 log_dir: Path, options: dict[str, Any], module: str | None = None) -> None:
         self.kind = kind
-        self.module = KINDS[kind]
+        self.module = module or find_kind(kind).module  # raises ValueError for an unknown kind
         self.host, self.port = host, port
         self.ready_timeout = ready_timeout
         self.log_dir = log_dir
@@ -196,7 +182,12 @@ class Server(ServerHandle):
         self.process: subprocess.Popen[bytes] | None = None
         super().__init__(loopback_session())
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the process and return once it answers `/health` (see `launch()`).
+
+        Raises ServerNotReady, with the tail of its log, if it exits or does not get ready in
+        `ready_timeout` seconds; the process is stopped then.
+        """
         raise_open_file_limit()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%H%M%S")
@@ -230,7 +221,7 @@ class Server(ServerHandle):
         if self.url and not self.port:
             self.port = int(self.url.rsplit(":", 1)[1])
         self.options = {**self.options, **changes}
-        self._start()
+        self.start()
         return self
 
     @property
@@ -256,19 +247,16 @@ class Server(ServerHandle):
         swapping, a debugger on a breakpoint. `resume()` lets it carry on where it stopped.
         """
         assert self.process is not None, "the server was never started"
-        _signal_group(self.process.pid, signal.SIGSTOP)
+        signal_group(self.process.pid, signal.SIGSTOP)
 
     def resume(self) -> None:
         """Let a paused server carry on (SIGCONT to its group)."""
         assert self.process is not None, "the server was never started"
-        _signal_group(self.process.pid, signal.SIGCONT)
+        signal_group(self.process.pid, signal.SIGCONT)
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the server process has used so far, from /proc (Linux)."""
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        return cpu_seconds(self.pid)
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -282,19 +270,8 @@ class Server(ServerHandle):
         _running.discard(self)
         with self._lock:
             self._session.close()
-        process = self.process
-        if process is None:
-            return
-        if process.poll() is None:
-            _signal_group(process.pid, signal.SIGTERM)
-            _signal_group(process.pid, signal.SIGCONT)  # a paused server must run to exit
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                _signal_group(process.pid, signal.SIGKILL)
-        process.wait()
-        # Children in the group (none today) would be orphans now; make sure of them too.
-        _signal_group(process.pid, signal.SIGKILL)
+        if self.process is not None:
+            stop_process_group(self.process, timeout)
 
     def __repr__(self) -> str:
         if self.process is None:
@@ -316,24 +293,6 @@ def raise_open_file_limit() -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
-def loopback_session() -> requests.Session:
-    """A Session for the kit's own servers, which ignores HTTP_PROXY and friends.
-
-    A corporate proxy set in the environment cannot reach 127.0.0.1 on this machine, and
-    without this every request to a bundled server would be sent to it and fail.
-    """
-    session = requests.Session()
-    session.trust_env = False
-    return session
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def launch(kind: str = "asyncio", *, host: str = "127.0.0.1", port: int = 0,
            ready_timeout: float = 20.0, log_dir: str | Path | None = None,
            **options: Any) -> Server:
@@ -349,8 +308,8 @@ def launch(kind: str = "asyncio", *, host: str = "127.0.0.1", port: int = 0,
     answer within `ready_timeout` seconds.
     """
     server = Server(kind, host=host, port=port, ready_timeout=ready_timeout,
-                    log_dir=Path(log_dir) if log_dir else _default_log_dir(), options=options)
-    server._start()
+                    log_dir=Path(log_dir) if log_dir else default_log_dir(), options=options)
+    server.start()
     return server
 
 

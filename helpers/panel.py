@@ -1,4 +1,4 @@
-"""A live ipywidgets panel over an `Experiment`: controls, counters and a latency plot.
+"""Widget panels: `PanelBase`, what every panel shares, and `Panel`, the view of one `Experiment`.
 
     panel = Panel(server, strategy="short", interval=1.0)
     panel              # shows it; click "Start" and "Trigger event"
@@ -8,6 +8,10 @@
 Every button and slider calls a public method, and every public method is what a headless
 notebook calls, so there is one code path. A timer thread refreshes the counters and the plot
 twice a second; it only ever sets widget values and never prints.
+
+`PanelBase` holds the parts each panel would otherwise write again: the status line, the run
+buttons (Start and Stop), the progress bar of a timed run, the refresh thread, display in a
+notebook and `close()`. A panel adds its own widgets and says what `refresh()` draws.
 """
 
 from __future__ import annotations
@@ -16,39 +20,168 @@ import html
 import math
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import ipywidgets as widgets
 
-from helpers.experiment import Experiment, Settings, Strategy
+from helpers.experiment import Experiment, Settings
+from helpers.kinds import STRATEGY_TITLES, Strategy
 from helpers.launcher import ServerHandle
 from helpers.plots import figure_png, latency_figure
 
-REFRESH_S = 0.5
+REFRESH_S = 0.5  # seconds between two refreshes of a running panel
 
-_TITLES = {"short": "Short polling", "long": "Long polling"}
+
+class PanelBase:
+    """What every panel shares. A subclass builds its widgets, then calls `_show(...)`.
+
+    * `status`: one line of HTML that `say()` writes (with the time, unless `STAMP` is off);
+    * `start_button`, `stop_button` (made by `_run_buttons()`): they call `start()` and `stop()`,
+      and `_set_running()` enables whichever makes sense;
+    * `progress`: hidden, except during `with self._running_with_progress() as progress:`;
+    * a refresh thread (`_start_refreshing()`): every `REFRESH_S` seconds, while `live` is true,
+      it calls `_tick(n)`, which calls `refresh()` unless a subclass says otherwise. It only ever
+      sets widget values: an exception is shown in the status line, never printed;
+    * `widget`, the whole panel, which is what a notebook displays; `close()` removes it.
+    """
+
+    REFRESH_S = REFRESH_S
+    STATUS_STYLE = "color:#555"
+    STAMP = True  # end each status line with the time it was written
+    THREAD_NAME = "panel-refresh"
+
+    def __init__(self) -> None:
+        self.status = widgets.HTML()
+        self.progress = widgets.FloatProgress(value=0, min=0, max=1, description="run",
+                                              layout=widgets.Layout(visibility="hidden"))
+        self.widget: widgets.Box = widgets.VBox()
+        self._closed = threading.Event()
+        self._ticks = 0
+        self._timer: threading.Thread | None = None
+
+    # --- what a subclass uses to build itself ---------------------------------------------
+
+    @staticmethod
+    def _button(label: str, icon: str, action: Callable[[], object], *, style: str = "",
+                enabled: bool = True, layout: widgets.Layout | None = None) -> widgets.Button:
+        """A button that calls `action()` when clicked (its return value is ignored)."""
+        button = widgets.Button(description=label, icon=icon, button_style=style,
+                                disabled=not enabled, **({"layout": layout} if layout else {}))
+        button.on_click(lambda _: action())
+        return button
+
+    def _run_buttons(self) -> tuple[widgets.Button, widgets.Button]:
+        """Make `start_button` and `stop_button`, which call `start()` and `stop()`."""
+        self.start_button = self._button("Start", "play", self.start, style="success")
+        self.stop_button = self._button("Stop", "stop", self.stop, enabled=False)
+        return self.start_button, self.stop_button
+
+    def _show(self, *children: widgets.Widget) -> None:
+        """Lay the panel out: `children`, top to bottom, in `widget`."""
+        self.widget.children = children
+
+    def _start_refreshing(self) -> None:
+        """Start the refresh thread (once)."""
+        if self._timer is None:
+            self._timer = threading.Thread(target=self._refresh_loop, name=self.THREAD_NAME,
+                                           daemon=True)
+            self._timer.start()
+
+    # --- what a subclass may override ------------------------------------------------------
+
+    @property
+    def live(self) -> bool:
+        """Whether the refresh thread should refresh now (something is running)."""
+        return False
+
+    def start(self) -> None:
+        """What the Start button does."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """What the Stop button does."""
+        raise NotImplementedError
+
+    def refresh(self) -> None:
+        """Redraw what the panel shows from what has been measured."""
+
+    def _tick(self, n: int) -> None:
+        """One beat of the refresh thread (the `n`-th while live)."""
+        self.refresh()
+
+    # --- shared behaviour ------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        """Show `text` in the status line."""
+        stamp = f" ({time.strftime('%H:%M:%S')})" if self.STAMP else ""
+        self.status.value = (f"<span style='{self.STATUS_STYLE}'>{html.escape(text)}"
+                             f"{stamp}</span>")
+
+    def _set_running(self, running: bool) -> None:
+        """Enable Start or Stop, whichever makes sense now."""
+        self.start_button.disabled = running
+        self.stop_button.disabled = not running
+
+    def _show_progress(self, fraction: float) -> None:
+        self.progress.value = fraction
+
+    @contextmanager
+    def _running_with_progress(self) -> Iterator[Callable[[float], None]]:
+        """A timed run: buttons set to running and the progress bar shown, until the block ends.
+
+        Yields the callback to hand to the engine: `progress(fraction)`.
+        """
+        self._set_running(True)
+        self.progress.value = 0
+        self.progress.layout.visibility = "visible"
+        try:
+            yield self._show_progress
+        finally:
+            self._set_running(False)
+            self.progress.layout.visibility = "hidden"
+
+    def _refresh_loop(self) -> None:
+        while not self._closed.wait(self.REFRESH_S):
+            if not self.live:
+                continue
+            self._ticks += 1
+            try:
+                self._tick(self._ticks)
+            except Exception as exc:  # noqa: BLE001 - shown in the panel, never printed
+                self.say(f"Refresh failed: {exc}")
+
+    def close(self) -> None:
+        """Stop the refresh thread and remove the widgets."""
+        self._closed.set()
+        self.widget.close()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
 
 
 def _ms(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:,.1f} ms"
 
 
-class Panel:
+class Panel(PanelBase):
     """Live controls and measurements for one strategy against one server."""
 
+    STATUS_STYLE = "color:#555;padding-left:2em"
+
     def __init__(self, server: ServerHandle, strategy: str = "long", **settings: Any) -> None:
+        super().__init__()
         self.server = server
         self.experiment = Experiment(server, Settings(strategy=cast(Strategy, strategy),
                                                       **settings))
         s = self.experiment.settings
         naive = server.check_interval is not None and strategy == "long"
 
-        self.trigger_button = widgets.Button(description="Trigger event", icon="bolt",
-                                             button_style="warning")
-        self.start_button = widgets.Button(description="Start", icon="play",
-                                           button_style="success")
-        self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
-        self.reset_button = widgets.Button(description="Reset counters", icon="eraser")
+        self.trigger_button = self._button("Trigger event", "bolt", self.trigger,
+                                           style="warning")
+        self._run_buttons()
+        self.reset_button = self._button("Reset counters", "eraser", self.reset)
         slider = {"continuous_update": False, "style": {"description_width": "11em"},
                   "layout": widgets.Layout(width="28em")}
         self.rate_slider = widgets.FloatSlider(value=s.rate, min=0, max=10, step=0.1,
@@ -65,23 +198,16 @@ class Panel:
         knobs.append(self.interval_slider if strategy == "short" else self.hold_slider)
         if naive:
             knobs.append(self.check_slider)
-        self.progress = widgets.FloatProgress(value=0, min=0, max=1, description="run",
-                                              layout=widgets.Layout(visibility="hidden"))
         self.counters = widgets.HTML()
-        self.status = widgets.HTML()
         self.plot = widgets.Image(format="png", layout=widgets.Layout(width="720px"))
 
-        self.trigger_button.on_click(lambda _: self.trigger())
-        self.start_button.on_click(lambda _: self.start())
-        self.stop_button.on_click(lambda _: self.stop())
-        self.reset_button.on_click(lambda _: self.reset())
         self.rate_slider.observe(lambda c: self.set_rate(c["new"]), "value")
         self.interval_slider.observe(lambda c: self.configure(interval=c["new"]), "value")
         self.hold_slider.observe(lambda c: self.configure(hold=c["new"]), "value")
         self.check_slider.observe(lambda c: self.set_check_interval(c["new"]), "value")
 
-        title = f"{_TITLES[strategy]}{' (naive sleep loop)' if naive else ''}"
-        self.widget = widgets.VBox([
+        title = f"{STRATEGY_TITLES[s.strategy]}{' (naive sleep loop)' if naive else ''}"
+        self._show(
             widgets.HTML(f"<b>{html.escape(title)}</b> against <code>{server.kind}</code> "
                          f"at <code>{html.escape(server.url)}</code>"),
             widgets.HBox([self.trigger_button, self.start_button, self.stop_button,
@@ -90,13 +216,14 @@ class Panel:
             self.progress,
             widgets.HBox([self.counters, self.status]),
             self.plot,
-        ])
+        )
         self._drawn = -1
-        self._closed = threading.Event()
-        self._timer = threading.Thread(target=self._refresh_loop, name="panel-refresh",
-                                       daemon=True)
-        self._timer.start()
+        self._start_refreshing()
         self.refresh()
+
+    @property
+    def live(self) -> bool:
+        return self.experiment.running
 
     # --- the actions: buttons call these, and so do headless notebooks ---------------------
 
@@ -141,9 +268,9 @@ class Panel:
         """Restart the naive server with a new check interval (it is a start-up option)."""
         running = self.experiment.running
         self.experiment.stop()
-        self._say(f"Restarting the server with check_interval={seconds:g} s…")
+        self.say(f"Restarting the server with check_interval={seconds:g} s…")
         self.server.restart(check_interval=seconds)
-        self._say(f"Server restarted with check_interval={seconds:g} s at {self.server.url}.")
+        self.say(f"Server restarted with check_interval={seconds:g} s at {self.server.url}.")
         if running:
             self.experiment.start()
 
@@ -152,13 +279,10 @@ class Panel:
         previous_rate = self.experiment.settings.rate
         if rate is not None:
             self.set_rate(rate)
-        self._set_running(True)
-        self.progress.layout.visibility = "visible"
         try:
-            summary = self.experiment.run(seconds, progress=self._show_progress)
+            with self._running_with_progress() as progress:
+                summary = self.experiment.run(seconds, progress=progress)
         finally:
-            self._set_running(False)
-            self.progress.layout.visibility = "hidden"
             # A scripted run's rate is not a setting the learner chose: put theirs back, so
             # clicking Start afterwards does not publish events nobody asked for.
             self.set_rate(previous_rate)
@@ -166,13 +290,13 @@ class Panel:
         return summary
 
     def summary(self) -> dict[str, Any]:
+        """The experiment's summary: counters, latency percentiles in ms, and the settings."""
         return self.experiment.summary()
 
     def close(self) -> None:
         """Stop everything this panel started and remove its widgets."""
         self.experiment.stop()
-        self._closed.set()
-        self.widget.close()
+        super().close()
 
     # --- display -------------------------------------------------------------------------
 
@@ -213,25 +337,6 @@ class Panel:
                              reference_label=label)
         self.plot.value = figure_png(fig)
 
-    def _refresh_loop(self) -> None:
-        while not self._closed.wait(REFRESH_S):
-            if self.experiment.running:
-                try:
-                    self.refresh()
-                except Exception as exc:  # noqa: BLE001 - shown in the panel, not printed
-                    self._say(f"Refresh failed: {exc}")
-
     def _set_running(self, running: bool) -> None:
-        self.start_button.disabled = running
-        self.stop_button.disabled = not running
-        self._say("running…" if running else "stopped")
-
-    def _show_progress(self, fraction: float) -> None:
-        self.progress.value = fraction
-
-    def _say(self, text: str) -> None:
-        self.status.value = (f"<span style='color:#555;padding-left:2em'>"
-                             f"{html.escape(text)} ({time.strftime('%H:%M:%S')})</span>")
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        super()._set_running(running)
+        self.say("running…" if running else "stopped")

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import requests
 
 from helpers.errors import PollError, PollingLabError, ServerNotReady, ServerUnavailable
+from helpers.http import error_for, json_or_none, request, session_for
 from helpers.launcher import ServerHandle
 
 
@@ -25,7 +26,7 @@ class RemoteServer(ServerHandle):
     """A bundled server that runs elsewhere: the calls a notebook makes to it, over HTTP."""
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 5.0) -> None:
-        super().__init__(requests.Session())
+        super().__init__(session_for(url))
         self.url = url.rstrip("/")
         self.timeout = timeout
         #: Start-up options are the instructor's; none are known, or changeable, from here.
@@ -36,29 +37,35 @@ class RemoteServer(ServerHandle):
 
     def _connect(self) -> None:
         try:
-            response = self._session.get(self.url + "/health", timeout=self.timeout)
-            health = response.json() if response.ok else {}
-        except (requests.RequestException, ValueError) as exc:
+            response = request("GET", self.url + "/health", session=self._session,
+                               timeout=self.timeout, on_unreachable=self._not_found,
+                               on_refusal=self._not_ours)
+            health = json_or_none(response.json)
+        except PollingLabError:
             self._session.close()
-            raise ServerNotReady(
-                f"No Polling Lab server answered at {self.url}/health: {exc}. Check the URL you "
-                "were given (scheme, address and port, e.g. http://10.0.0.5:8000), that your "
-                "machine can reach it (same network or VPN), and, behind a proxy, that the "
-                "address is in NO_PROXY. To work on your own machine instead, use launch()."
-            ) from exc
-        if not isinstance(health, dict):
-            health = {}
-        name = health.get("server")
-        if health.get("status") != "ok" or not isinstance(name, str):
+            raise
+        name = health.get("server") if isinstance(health, dict) else None
+        if not isinstance(health, dict) or health.get("status") != "ok" or (
+                not isinstance(name, str)):
             self._session.close()
-            raise ServerNotReady(
-                f"{self.url}/health answered HTTP {response.status_code}, but not as a Polling "
-                f"Lab server does ({response.text[:200]!r}). Check the URL and port you were "
-                "given."
-            )
+            raise self._not_ours(response)
         self.module = f"servers.{name}"
         self.kind = name.removesuffix("_server")  # "fastapi", "flask", "racy": launch() kinds
 
+    def _not_found(self, exc: requests.RequestException) -> ServerNotReady:
+        return ServerNotReady(
+            f"No Polling Lab server answered at {self.url}/health: {exc}. Check the URL you "
+            "were given (scheme, address and port, e.g. http://10.0.0.5:8000), that your "
+            "machine can reach it (same network or VPN), and, behind a proxy, that the "
+            "address is in NO_PROXY. To work on your own machine instead, use launch()."
+        )
+
+    def _not_ours(self, response: requests.Response) -> ServerNotReady:
+        return ServerNotReady(
+            f"{self.url}/health answered HTTP {response.status_code}, but not as a Polling "
+            f"Lab server does ({response.text[:200]!r}). Check the URL and port you were "
+            "given."
+        )
     def _unreachable(self, path: str, exc: requests.RequestException) -> ServerUnavailable:
         return ServerUnavailable(
             f"The shared server at {self.url} did not answer {path}: {exc}. It may be "
@@ -71,16 +78,16 @@ class RemoteServer(ServerHandle):
         if response.status_code >= 500:
             return ServerUnavailable(f"The shared server at {self.url} answered {path} with HTTP "
                                      f"{response.status_code}; try again in a moment.")
-        try:
-            body = response.json()
-            code, detail = str(body["error"]), str(body["detail"])
-        except (ValueError, KeyError, TypeError):
-            code, detail = "http_error", response.text[:200]
+        refused = error_for(response.status_code, json_or_none(response.json),
+                            response.headers, fallback_code="http_error",
+                            fallback_detail=response.text[:200])
+        assert isinstance(refused, PollError)  # a status below 500
+        detail = refused.detail
         if response.status_code == 401 and self._token is None:
             detail += " You connected without a token: use connect(url, token=...)."
         elif response.status_code == 401:
             detail += " The token you passed to connect() was refused; check it."
-        return PollError(response.status_code, code, detail)
+        return PollError(refused.status, refused.code, detail)
 
     def _publish_headers(self) -> dict[str, str]:
         """The token given to `connect()`, as `Authorization: Bearer <token>`."""

@@ -24,10 +24,10 @@ import aiohttp
 
 from helpers.clients import CONNECT_TIMEOUT_S, READ_MARGIN_S, Cursor, backoff_delay
 from helpers.errors import PollError, ServerUnavailable
+from helpers.kinds import Strategy as Strategy  # re-exported: helpers.lanes imports it from here
 from helpers.launcher import raise_open_file_limit
 from helpers.metrics import Metrics
 
-Strategy = Literal["short", "long"]
 #: How a client waits before retrying after a failure: a fixed `backoff_base` ("none"), doubling
 #: from it up to `backoff_cap` ("exponential"), or a uniform draw below that ("full-jitter").
 Backoff = Literal["none", "exponential", "full-jitter"]

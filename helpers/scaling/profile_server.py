@@ -1,9 +1,9 @@
 """The asyncio server with a stopwatch: where does one fan-out's CPU time go?
 
-    python -m bench.profile_server --profile-out PATH [any servers.fastapi_server flag]
+    python -m helpers.scaling.profile_server --profile-out PATH [any servers.fastapi_server flag]
 
-This is `servers.fastapi_server`, unchanged, plus three signals that the benchmark (or notebook
-05, through `helpers.scaling.profile_fan_out`) sends around one fan-out:
+This is `servers.fastapi_server`, unchanged, plus three signals that notebook 05 (through
+`helpers.scaling.profile_fan_out`) sends around one fan-out:
 
 * SIGUSR1 starts a plain measurement: CPU time in user space and in the kernel (`os.times`),
   and the time the cyclic garbage collector ran (`gc.callbacks`);

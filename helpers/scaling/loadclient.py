@@ -9,12 +9,11 @@ does not count.
 Connections are spread over several loopback source addresses (127.0.0.2, 127.0.0.3, ...), so
 that 10,000 of them to one server port never run out of ephemeral ports.
 
-Two cursor protocols, one per kind of server:
+A `Cursor` is how a subscriber asks for what comes after what it has. `ApiCursor` speaks the
+kit's API (docs/api.md): `GET /poll_for_updates?last_event_id=N`, and the JSON list in a 200
+moves the cursor to the newest id in it. (`make bench` adds Nchan's, in `bench.nchan`.)
 
-* `ApiCursor` speaks the kit's API (docs/api.md): `GET /poll_for_updates?last_event_id=N`, and
-  the JSON list in a 200 moves the cursor to the newest id in it.
-* `NchanCursor` speaks Nchan's long-poll subscriber protocol: the cursor is the last message's
-  `Last-Modified` and `Etag`, sent back as `If-Modified-Since` and `If-None-Match`.
+Notebook 05 and `make bench` both use this client, so it lives with the scaling lesson.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from email.utils import formatdate
 from typing import Protocol, cast
 
 #: Linux's IP_BIND_ADDRESS_NO_PORT: bind a source address now, pick the port at connect time.
@@ -287,7 +285,7 @@ class ProgressFn(Protocol):
     def __call__(self, done: int, total: int) -> None: ...
 
 
-# --- the two cursor protocols ----------------------------------------------------------------
+# --- the cursor protocol, and the kit's ---------------------------------------------------------
 
 
 class Cursor(Protocol):
@@ -319,30 +317,3 @@ class ApiCursor:
         if events:
             self.last_event_id = events[-1]["id"]
         return len(events)
-
-
-@dataclass
-class NchanCursor:
-    """Nchan's long-poll cursor: the last message's `Last-Modified` and `Etag`."""
-
-    last_modified: str
-    etag: str
-    path: str = "/sub"
-
-    @classmethod
-    def from_message_id(cls, message_id: str, path: str = "/sub") -> NchanCursor:
-        """From Nchan's "<unix time>:<tag>" message id (a publish answers with it)."""
-        seconds, _, tag = message_id.partition(":")
-        return cls(formatdate(int(seconds), usegmt=True), tag.split(",")[0] or "0", path)
-
-    def poll(self, hold: float) -> bytes:
-        # Nchan's hold is set in its config (nchan_subscriber_timeout), not per request.
-        return request_bytes("GET", self.path, headers={
-            "If-Modified-Since": self.last_modified, "If-None-Match": self.etag})
-
-    def advance(self, reply: Reply) -> int:
-        if reply.status != 200:
-            return 0
-        self.last_modified = reply.headers.get("last-modified", self.last_modified)
-        self.etag = reply.headers.get("etag", self.etag)
-        return 1  # one message per long-poll response

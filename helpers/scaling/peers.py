@@ -3,22 +3,28 @@
 A `Peer` is a running server plus what a scenario needs from it: a cursor at the newest event,
 a publish, the number of long polls it holds right now, and its processes (for memory and
 threads, read from /proc). `KitPeer` is one of the kit's servers started with
-`helpers.launch()`; `bench.nchan.NchanPeer` is the production reference.
+`helpers.launch()`, which notebook 05 and `make bench` both drive; `bench.nchan.NchanPeer`, the
+production reference, is the benchmark's own.
 
-Control requests (publish, counters) go over their own keep-alive connection in the benchmark's
-event loop, with the same hand-written HTTP as the load.
+Control requests (publish, counters) go over their own keep-alive connection in the load
+client's event loop, with the same hand-written HTTP as the load.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-from pathlib import Path
 from typing import Any, Protocol
 
-from bench.loadclient import ApiCursor, Connection, Cursor, Reply, connect, request_bytes
 from helpers.launcher import Server, launch
+from helpers.scaling.loadclient import (
+    ApiCursor,
+    Connection,
+    Cursor,
+    Reply,
+    connect,
+    request_bytes,
+)
 
 
 class Peer(Protocol):
@@ -81,37 +87,6 @@ class ControlChannel:
             self._connection = None
 
 
-def rss_kib(pids: list[int]) -> int:
-    """Resident memory of these processes (sum of VmRSS), in KiB."""
-    return sum(_status_field(pid, "VmRSS") for pid in pids)
-
-
-def threads(pids: list[int]) -> int:
-    return sum(_status_field(pid, "Threads") for pid in pids)
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time these processes have used, from /proc/<pid>/stat."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def _status_field(pid: int, name: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(name + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 class KitPeer:
     """One of the kit's servers (`helpers.launch(kind, **options)`) as a benchmark peer."""
 
@@ -159,6 +134,11 @@ class KitPeer:
         reply = await self.control.request(request_bytes("GET", "/stats"))
         stats: dict[str, Any] = json.loads(reply.body)
         return stats
+
+    @property
+    def last_id(self) -> int:
+        """The newest event id this peer knows of (new cursors start after it)."""
+        return self._last_id
 
     def cursor(self) -> ApiCursor:
         return ApiCursor(self._last_id)

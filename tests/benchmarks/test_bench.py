@@ -1,4 +1,6 @@
-"""bench/: the load client's HTTP, both cursor protocols, the report, and a tiny live run.
+"""bench/: Nchan's cursor protocol, the report, and a tiny live run.
+
+The load client the benchmark shares with notebook 05 is tested in tests/scaling/.
 
 `make bench` itself takes minutes and is not part of `make test`; these tests check its parts
 quickly, so that a broken benchmark is found before someone waits ten minutes for it.
@@ -11,106 +13,28 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from bench import report, scenarios
-from bench.loadclient import ApiCursor, NchanCursor, Reply, connect, request_bytes
-from bench.nchan import NchanPeer, find_nchan
-from bench.peers import KitPeer
+from bench.nchan import NchanCursor, NchanPeer, find_nchan
 from helpers import Server
+from helpers.scaling.fanout import measure_fan_out
+from helpers.scaling.loadclient import Reply
+from helpers.scaling.peers import KitPeer
 
 T = TypeVar("T")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
-async def serve(answers: list[list[bytes]],
-                then: Callable[[int], Awaitable[T]]) -> T:
-    """A scripted HTTP server on loopback: for the k-th request, write answers[k] piece by
-    piece (a short pause between pieces). Runs `then(port)` and returns its result."""
-    handled: list[asyncio.Future[None]] = []
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        done = asyncio.get_running_loop().create_future()
-        handled.append(done)
-        try:
-            for pieces in answers:
-                await reader.readuntil(b"\r\n\r\n")
-                for piece in pieces:
-                    writer.write(piece)
-                    await writer.drain()
-                    await asyncio.sleep(0.01)
-        finally:
-            writer.close()
-            await writer.wait_closed()
-            done.set_result(None)
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        return await then(server.sockets[0].getsockname()[1])
-    finally:
-        await asyncio.wait_for(asyncio.gather(*handled), 5)
-        server.close()
-        await server.wait_closed()
-
-
-# --- the load client's HTTP ---------------------------------------------------------------------
-
-
-def test_responses_are_read_whole_whatever_the_framing() -> None:
-    answers = [
-        [b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nX-Stream-Id: s1\r\n\r\nhello", b" world"],
-        [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
-         b"6\r\n world\r\n0\r\n\r\n"],
-        [b"HTTP/1.1 204 No Content\r\nX-Stream-Id: s1\r\n\r\n"],
-        [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nConnection: close\r\n\r\nok"],
-    ]
-
-    async def client(port: int) -> tuple[list[Reply], bool]:
-        connection = await connect("127.0.0.1", port, "127.0.0.2")
-        replies = []
-        try:
-            for _ in answers:
-                replies.append(await asyncio.wait_for(
-                    connection.send(request_bytes("GET", "/x")), 5))
-            return replies, connection.usable
-        finally:
-            connection.close()
-
-    replies, usable = run(serve(answers, client))
-    assert [(r.status, r.body) for r in replies] == [
-        (200, b"hello world"), (200, b"hello world"), (204, b""), (200, b"ok")]
-    assert replies[0].headers["x-stream-id"] == "s1"
-    assert replies[0].done_at <= replies[1].done_at
-    assert not usable, "a `Connection: close` answer must retire the connection"
-
-
-def test_request_bytes_are_minimal_http_1_1() -> None:
-    raw = request_bytes("POST", "/pub", body=b"hi", headers={"Accept": "application/json"})
-    assert raw == (b"POST /pub HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n"
-                   b"Content-Length: 2\r\n\r\nhi")
-    assert request_bytes("GET", "/stats").endswith(b"\r\n\r\n")
-
-
-# --- the two cursor protocols -------------------------------------------------------------------
-
-
-def test_api_cursor_asks_after_its_last_event_and_moves_with_each_answer() -> None:
-    cursor = ApiCursor(7)
-    assert cursor.poll(30).startswith(b"GET /poll_for_updates?last_event_id=7&timeout=30 ")
-    events = [{"id": 8, "timestamp": 1.0, "message": "a"}, {"id": 9, "timestamp": 2.0,
-                                                            "message": "b"}]
-    assert cursor.advance(Reply(b"HTTP/1.1 200 OK", json.dumps(events).encode(), 0.0)) == 2
-    assert cursor.last_event_id == 9
-    assert cursor.advance(Reply(b"HTTP/1.1 204 No Content", b"", 0.0)) == 0
-    assert cursor.last_event_id == 9
+# --- Nchan's cursor protocol (the kit's is tested with the load client, tests/scaling) ---
 
 
 def test_nchan_cursor_speaks_if_modified_since_and_if_none_match() -> None:
@@ -181,7 +105,7 @@ def test_fan_out_and_latency_on_the_asyncio_server(lean: bool,
     async def measure() -> tuple[dict[str, Any], dict[str, Any]]:
         peer = await KitPeer.attach(server)
         try:
-            spread = await scenarios.fan_out(peer, 50, rounds=2)
+            spread = await measure_fan_out(peer, 50, rounds=2)
             single = await scenarios.delivery_latency(peer, 10)
             return spread, single
         finally:
@@ -204,7 +128,7 @@ def test_nchan_peer_starts_answers_and_stops() -> None:
     async def measure() -> tuple[dict[str, Any], dict[str, Any], NchanPeer]:
         peer = await NchanPeer(*found, hold=30).start()
         try:
-            spread = await scenarios.fan_out(peer, 20, rounds=1)
+            spread = await measure_fan_out(peer, 20, rounds=1)
             single = await scenarios.delivery_latency(peer, 5)
         finally:
             await peer.stop()

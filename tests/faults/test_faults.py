@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import Metrics, Server, Swarm
+from helpers import Metrics, PollError, Server, ServerUnavailable, Swarm
 from helpers.faults import (
     FaultPanel,
     Publisher,
@@ -318,3 +318,18 @@ def test_full_jitter_spreads_the_reconnect_storm(launched: Callable[..., Server]
     assert spread(jitter) > 3 * spread(none), (none.summary(), jitter.summary())
     assert jitter.peak_reconnect_rate() < 0.75 * none.peak_reconnect_rate(), (
         none.summary(), jitter.summary())
+
+
+def test_proxy_calls_raise_the_kits_errors_not_requests(asyncio_server: Server,
+                                                        launched: Callable[..., Server]) -> None:
+    # The asyncio server is not a proxy: /_proxy/stats is a 404, which is a PollError.
+    with pytest.raises(PollError) as refused:
+        proxy_stats(asyncio_server)
+    assert refused.value.status == 404
+    with pytest.raises(PollError):
+        cut_connections(asyncio_server)
+    proxy = launched("proxy", upstream=asyncio_server.url)
+    proxy.stop()
+    with pytest.raises(ServerUnavailable) as down:
+        proxy_stats(proxy)
+    assert isinstance(down.value.__cause__, requests.RequestException)

@@ -1,0 +1,110 @@
+"""Events that keep flowing while you break things, and the check afterwards that none was lost.
+
+    with Publisher(server, rate=20, total=500) as publisher:
+        ...                                   # break things
+    delivery_report(swarm.metrics, publisher.last_id, clients)
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
+from types import TracebackType
+from typing import Any
+
+from helpers.errors import PollingLabError
+from helpers.http import request, session_for
+from helpers.launcher import Server
+from helpers.metrics import Metrics
+
+
+class Publisher:
+    """Publish events on `server` at random intervals (about `rate` per second) in a thread.
+
+    A publish that fails (the server is restarting) is counted in `failed` and not retried:
+    `POST /trigger_event` is not idempotent, so a blind retry could publish an event twice.
+    `last_id` is the highest id the server has confirmed.
+    """
+
+    def __init__(self, server: Server, rate: float = 20.0, *, total: int | None = None,
+                 rng: random.Random | None = None) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be a positive number of events per second")
+        self.server = server
+        self.rate = rate
+        self.total = total
+        self.published = 0
+        self.failed = 0
+        self.last_id = 0
+        self.done = threading.Event()  # set when `total` events have been confirmed
+        self._rng = rng or random.Random()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._session = session_for(server.url)
+
+    def start(self) -> Publisher:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._session.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._rng.expovariate(self.rate)):
+            if self.total is not None and self.last_id >= self.total:
+                self.done.set()
+                return
+            try:
+                response = request("POST", self.server.url + "/trigger_event",
+                                   session=self._session,
+                                   json={"message": f"event {self.published + 1}"})
+            except PollingLabError:
+                self.failed += 1
+                continue
+            self.published += 1
+            self.last_id = max(self.last_id, int(response.json()["event"]["id"]))
+
+    def __enter__(self) -> Publisher:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def ids_by_client(metrics: Metrics) -> dict[Hashable, list[int]]:
+    """Every event id each client received, in the order received."""
+    received: dict[Hashable, list[int]] = defaultdict(list)
+    for delivery in list(metrics.deliveries):
+        received[delivery.client].append(delivery.event_id)
+    return received
+
+
+def delivery_report(metrics: Metrics, last_id: int, clients: Sequence[Hashable] = ()
+                    ) -> dict[str, Any]:
+    """Did every client get every id from 1 to `last_id` exactly once, in order?
+
+    `clients` lists the clients to check (those that received nothing count too). Returns
+    `complete` (clients with exactly 1..last_id), `incomplete` (names of the others) and the
+    recorder's own counters: duplicates, missing, gaps_reported, stream_resets, errors.
+    """
+    received = ids_by_client(metrics)
+    names = list(clients) or list(received)
+    expected = list(range(1, last_id + 1))
+    incomplete = [name for name in names if received.get(name, []) != expected]
+    summary = metrics.summary()
+    return {
+        "clients": len(names),
+        "complete": len(names) - len(incomplete),
+        "incomplete": incomplete,
+        "last_id": last_id,
+        **{key: summary[key] for key in ("duplicates", "missing", "gaps_reported",
+                                         "stream_resets", "errors")},
+    }
