@@ -23,46 +23,46 @@ from matplotlib.figure import Figure
 from helpers.delivery.lesson import STYLES, TITLES, Style, client_for
 from helpers.delivery.wire import WireCounter
 from helpers.launcher import ServerHandle
+from helpers.panel import PanelBase
 from helpers.plots import figure_png
 
-REFRESH_S = 0.5
 COLORS = {"long": "tab:blue", "sse": "tab:orange", "ws": "tab:green"}
 
 
-class StylesPanel:
+class StylesPanel(PanelBase):
     """Three lanes (long polling, SSE, WebSocket) against one server, one trigger for all."""
 
+    THREAD_NAME = "styles-panel"
+
     def __init__(self, server: ServerHandle) -> None:
+        super().__init__()
         self.server = server
         self.wires = {style: WireCounter(server.url).start() for style in STYLES}
         self.clients: dict[Style, Any] = {}
         self.triggered = 0
         self._auto = threading.Event()
         self._rate = 0.0
-        self.start_button = widgets.Button(description="Start", icon="play",
-                                           button_style="success")
-        self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
-        self.trigger_button = widgets.Button(description="Trigger event", icon="bolt",
-                                             button_style="warning")
+        self.trigger_button = self._button("Trigger event", "bolt", self.trigger,
+                                           style="warning")
         self.rate_slider = widgets.FloatSlider(value=0, min=0, max=100, step=1,
                                                description="auto events / s",
                                                continuous_update=False,
                                                style={"description_width": "9em"})
+        self.rate_slider.observe(lambda change: self.set_rate(change["new"]), "value")
         self.table = widgets.HTML()
         self.plot = widgets.Image(format="png", layout=widgets.Layout(width="720px"))
-        self.start_button.on_click(lambda _: self.start())
-        self.stop_button.on_click(lambda _: self.stop())
-        self.trigger_button.on_click(lambda _: self.trigger())
-        self.rate_slider.observe(lambda change: self.set_rate(change["new"]), "value")
-        self.widget = widgets.VBox([
+        self._show(
             widgets.HTML(f"<b>Long polling, SSE and WebSocket</b> on the same events from "
                          f"<code>{html.escape(server.url)}</code>"),
-            widgets.HBox([self.trigger_button, self.start_button, self.stop_button]),
-            self.rate_slider, self.table, self.plot])
+            widgets.HBox([self.trigger_button, *self._run_buttons()]),
+            self.rate_slider, self.status, self.table, self.plot)
         self._drawn = -1
-        self._closed = threading.Event()
-        threading.Thread(target=self._loop, name="styles-panel", daemon=True).start()
+        self._start_refreshing()
         self.refresh()
+
+    @property
+    def live(self) -> bool:
+        return self.running
 
     def start(self) -> None:
         """Start one client per style, from the newest event on."""
@@ -73,7 +73,8 @@ class StylesPanel:
             self.wires[style].reset()
             self.clients[style] = client_for(style, self.wires[style].url,
                                              last_event_id=start).start()
-        self.start_button.disabled, self.stop_button.disabled = True, False
+        self._set_running(True)
+        self.say("three clients running")
 
     @property
     def running(self) -> bool:
@@ -82,7 +83,8 @@ class StylesPanel:
     def stop(self) -> None:
         for client in self.clients.values():
             client.stop()
-        self.start_button.disabled, self.stop_button.disabled = False, True
+        self._set_running(False)
+        self.say("stopped")
         self.refresh()
 
     def trigger(self, message: str | None = None) -> dict[str, Any]:
@@ -123,10 +125,9 @@ class StylesPanel:
     def close(self) -> None:
         self.set_rate(0)
         self.stop()
-        self._closed.set()
         for wire in self.wires.values():
             wire.stop()
-        self.widget.close()
+        super().close()
 
     def refresh(self) -> None:
         rows = "".join(
@@ -165,14 +166,3 @@ class StylesPanel:
             started = time.monotonic()
             self.trigger()
             time.sleep(max(0.0, 1 / max(self._rate, 1e-3) - (time.monotonic() - started)))
-
-    def _loop(self) -> None:
-        while not self._closed.wait(REFRESH_S):
-            if self.running:
-                try:
-                    self.refresh()
-                except Exception:  # noqa: BLE001 - a redraw must never kill the panel
-                    pass
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
