@@ -15,14 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-#: How a client asks: again and again ("short"), or one request held until there is news ("long").
-Strategy = Literal["short", "long"]
+#: How a client asks: again and again ("short"), or one request held until there is news
+#: ("long"); or it opens one stream that carries every event ("sse", "ws": the asyncio server).
+Strategy = Literal["short", "long", "sse", "ws"]
 #: How a held poll hears of a new event: it naps and checks ("sleeps", the naive sleep loop), a
 #: publish wakes it ("woken", asyncio), or it is not a server of events at all ("forwards").
 Waiting = Literal["sleeps", "woken", "forwards"]
 
 #: Titles of the two strategies, as panels and tables show them.
-STRATEGY_TITLES: dict[Strategy, str] = {"short": "Short polling", "long": "Long polling"}
+STRATEGY_TITLES: dict[Strategy, str] = {"short": "Short polling", "long": "Long polling",
+                                        "sse": "Server-Sent Events", "ws": "WebSocket"}
 
 
 @dataclass(frozen=True)

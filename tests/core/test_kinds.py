@@ -50,5 +50,5 @@ def test_a_module_maps_back_to_its_first_kind() -> None:
 
 
 def test_each_strategy_has_a_title() -> None:
-    assert set(STRATEGY_TITLES) == {"short", "long"}
+    assert set(STRATEGY_TITLES) == {"short", "long", "sse", "ws"}
     assert {k.strategy for k in KINDS.values()} - {None} <= set(STRATEGY_TITLES)
