@@ -3,6 +3,9 @@
     with Swarm(server.url, 1000, "long", hold=30) as swarm:
         server.trigger()
 
+Strategies "sse" and "ws" hold Server-Sent Event streams or WebSockets instead of polls
+(`helpers.swarm_streams`), on the asyncio server.
+
 A swarm runs its own event loop in one background thread. Each simulated client has its own
 connection and cursor and follows the same rules as `ShortPollClient` and `LongPollClient`
 (the shared `Cursor`), and all of them report into one `Metrics` recorder.
@@ -27,6 +30,8 @@ from helpers.errors import PollError, ServerUnavailable
 from helpers.kinds import Strategy as Strategy  # re-exported: helpers.lanes imports it from here
 from helpers.launcher import raise_open_file_limit
 from helpers.metrics import Metrics
+from helpers.streams import STREAM_READ_TIMEOUT_S
+from helpers.swarm_streams import follow_stream
 
 #: How a client waits before retrying after a failure: a fixed `backoff_base` ("none"), doubling
 #: from it up to `backoff_cap` ("exponential"), or a uniform draw below that ("full-jitter").
@@ -50,9 +55,9 @@ class Swarm:
                  hold: float = 30.0, metrics: Metrics | None = None, last_event_id: int = 0,
                  limit: int = 100, backoff_base: float = 0.1, backoff_cap: float = 5.0,
                  backoff: Backoff = "full-jitter", record: bool = False,
-                 name: str = "swarm") -> None:
-        if strategy not in ("short", "long"):
-            raise ValueError('strategy must be "short" or "long"')
+                 name: str = "swarm", compression: str | None = None) -> None:
+        if strategy not in ("short", "long", "sse", "ws"):
+            raise ValueError('strategy must be "short", "long", "sse" or "ws"')
         if backoff not in ("none", "exponential", "full-jitter"):
             raise ValueError('backoff must be "none", "exponential" or "full-jitter"')
         if n < 1:
@@ -66,6 +71,7 @@ class Swarm:
         self.backoff = (backoff_base, backoff_cap)
         self.backoff_mode = backoff
         self.record = record
+        self.compression = compression  # "ws" only: "deflate" asks for per-message deflate
         self.attempts: list[Attempt] = []  # every request, when record=True
         self.kills = 0  # clients killed by kill()
         self.metrics = metrics if metrics is not None else Metrics()
@@ -160,7 +166,8 @@ class Swarm:
     async def _run_all(self) -> None:
         self._stopping = asyncio.Event()
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-        read = self.hold + READ_MARGIN_S if self.strategy == "long" else READ_MARGIN_S
+        read = {"long": self.hold + READ_MARGIN_S, "short": READ_MARGIN_S}.get(
+            self.strategy, STREAM_READ_TIMEOUT_S)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=read)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             self._session = session
@@ -176,6 +183,8 @@ class Swarm:
     async def _client(self, session: aiohttp.ClientSession, cursor: Cursor,
                       delay: float = 0.0) -> None:
         await asyncio.sleep(delay)
+        if self.strategy in ("sse", "ws"):
+            return await self._stream_client(session, cursor)
         if self.strategy == "long":
             endpoint = "/poll_for_updates"
         else:
@@ -216,6 +225,29 @@ class Swarm:
             failures = 0
             if self.strategy == "short":
                 await asyncio.sleep(max(0.0, started + self.interval - time.monotonic()))
+
+    async def _stream_client(self, session: aiohttp.ClientSession, cursor: Cursor) -> None:
+        """One stream, held until the swarm stops; reconnected from the cursor when it drops."""
+        failures = 0
+        while True:
+            self.metrics.count_request()
+            sent_at = time.time()
+            try:
+                delivered = await follow_stream(
+                    self.strategy, session, self.url, cursor,  # type: ignore[arg-type]
+                    self.compression)
+            except PollError as exc:
+                self._record(cursor, sent_at, 0, False)
+                self.errors.append(exc)
+                self.metrics.record_error(str(exc))
+                return
+            except ServerUnavailable as exc:
+                self._record(cursor, sent_at, 0, False)
+                self.metrics.record_error(str(exc))
+                delivered = 0
+            failures = 0 if delivered else failures + 1
+            if failures:
+                await asyncio.sleep(self._retry_delay(failures))
 
     def _record(self, cursor: Cursor, sent_at: float, status: int, ok: bool) -> None:
         if self.record:  # list.append is atomic: readers in other threads see whole entries
