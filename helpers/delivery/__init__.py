@@ -8,7 +8,6 @@ measurements run without ipywidgets.
 
 from typing import Any
 
-from helpers.delivery.crowd import Crowd
 from helpers.delivery.exercise import check_parser
 from helpers.delivery.lesson import (
     STYLES,
@@ -28,7 +27,6 @@ __all__ = [
     "STYLES",
     "TITLES",
     "CostRow",
-    "Crowd",
     "RateRow",
     "ResumeRow",
     "StylesPanel",

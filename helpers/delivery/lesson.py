@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 from websockets.sync.client import connect
 
 from helpers.clients import LongPollClient, PollClient
-from helpers.delivery.crowd import Crowd
 from helpers.delivery.wire import WireCounter
 from helpers.launcher import Server, launch
 from helpers.metrics import Metrics
@@ -151,7 +150,7 @@ def connection_costs(style: Style, connections: int = 1000, events: int = 10,
 
     Each measurement gets a fresh asyncio server (`launch("asyncio", **server_options)`):
     memory that one crowd freed would otherwise be reused by the next, and hide its cost.
-    Long polls are held by a `Swarm`, streams by a `Crowd`; both run on one asyncio loop here.
+    A `Swarm` holds them, on one asyncio loop in this kernel, whichever the style.
     """
     with launch("asyncio", **server_options) as server:
         return _costs(server, style, connections, events, rate)
@@ -162,16 +161,10 @@ def _costs(server: Server, style: Style, connections: int, events: int,
     idle = server.stats()
     start = idle["last_event_id"]
     metrics = Metrics()
-    crowd: Swarm | Crowd
-    if style == "long":
-        crowd = Swarm(server.url, connections, "long", hold=HOLD_S, metrics=metrics,
-                      last_event_id=start)
-        crowd.start()
-        wait_until(lambda: server.stats()["waiting"] >= connections, 30)
-    else:
-        crowd = Crowd(server.url, connections, style, last_event_id=start,
-                      metrics=metrics).start()
-        wait_until(lambda: server.stats()["streams"] >= connections, 30)
+    crowd = Swarm(server.url, connections, style, hold=HOLD_S, metrics=metrics,
+                  last_event_id=start).start()
+    counter = "waiting" if style == "long" else "streams"
+    wait_until(lambda: server.stats()[counter] >= connections, 30)
     try:
         time.sleep(0.3)  # let the server settle before reading its memory
         held = server.stats()

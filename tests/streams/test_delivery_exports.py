@@ -11,7 +11,6 @@ EXPECTED = [
     "STYLES",
     "TITLES",
     "CostRow",
-    "Crowd",
     "RateRow",
     "ResumeRow",
     "StylesPanel",
