@@ -32,8 +32,10 @@ from helpers.compare.fanout import FanOut
 from helpers.compare.figures import report_figure
 from helpers.compare.results import ComparisonResult, LaneResult
 from helpers.compare.spec import (
+    EVERY_LANE,
     LANES,
     PRESETS,
+    STREAM_LANES,
     LaneSpec,
     Preset,
     Scenario,
@@ -46,7 +48,9 @@ if TYPE_CHECKING:
     from helpers.compare.panel import ComparePanel
 
 __all__ = [
+    "EVERY_LANE",
     "LANES",
+    "STREAM_LANES",
     "PRESETS",
     "ComparePanel",
     "Comparison",

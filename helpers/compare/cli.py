@@ -25,7 +25,7 @@ from typing import TextIO
 from helpers.compare.comparison import Comparison
 from helpers.compare.figures import report_figure
 from helpers.compare.results import ComparisonResult
-from helpers.compare.spec import LANES, PRESETS, Scenario, find_preset, parse_lanes
+from helpers.compare.spec import EVERY_LANE, LANES, PRESETS, Scenario, find_preset, parse_lanes
 from helpers.compare.table import fmt, table_text
 from helpers.plots import figure_png
 
@@ -80,7 +80,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Run every polling strategy side by side against the same events, print "
                     "the comparison table, and write results.json and report.png.")
     p.add_argument("--lanes", default=",".join(LANES),
-                   help=f"comma list of {', '.join(LANES)} (default: all)")
+                   help=f"comma list of {', '.join(EVERY_LANE)} (default: {', '.join(LANES)})")
     p.add_argument("--preset", help=f"start from a preset scenario: {presets}")
     p.add_argument("--clients", type=int, help="simulated clients per lane, 1-1000")
     p.add_argument("--rate", type=float, help="events per second, 0-50")

@@ -30,7 +30,7 @@ from typing import Any
 from helpers.compare.fanout import FanOut, SharedTrigger
 from helpers.compare.lane import Lane
 from helpers.compare.results import ComparisonResult
-from helpers.compare.spec import LANES, Preset, Scenario, find_preset, parse_lanes
+from helpers.compare.spec import EVERY_LANE, LANES, Preset, Scenario, find_preset, parse_lanes
 from helpers.compare.timeline import Timeline
 from helpers.launcher import launch
 
@@ -60,7 +60,7 @@ class Comparison:
             for name in names:
                 # One after another, from this thread: a launched server is tied to the thread
                 # that launched it (it dies with it), so a short-lived worker thread won't do.
-                spec = LANES[name]
+                spec = EVERY_LANE[name]
                 server = launch(spec.kind, **spec.launch_options(self.scenario))
                 self.lanes[name] = Lane(spec, server, self.shared_trigger.record_stamp)
         except BaseException:

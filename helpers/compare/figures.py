@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from helpers.compare.results import ComparisonResult
-from helpers.compare.spec import LANES
+from helpers.compare.spec import EVERY_LANE
 from helpers.compare.table import fmt
 from helpers.metrics import percentile
 
@@ -35,7 +35,7 @@ def latency_axes(ax: Axes, results: ComparisonResult) -> None:
         points = row.latency_points
         if not points:
             continue
-        color = LANES[row.lane].color
+        color = EVERY_LANE[row.lane].color
         if len(points) > 4000:  # keep the drawing quick; the line below uses every point
             points_shown = points[:: len(points) // 4000 + 1]
         else:
@@ -55,7 +55,7 @@ def latency_axes(ax: Axes, results: ComparisonResult) -> None:
             xs.append(second + 0.5)
             ys.append(max(values[len(values) // 2], 0.1))
         ax.plot(xs, ys, color=color, marker="o", markersize=3, linewidth=1.5,
-                linestyle=LANES[row.lane].linestyle, label=row.lane)
+                linestyle=EVERY_LANE[row.lane].linestyle, label=row.lane)
         drawn = True
     ax.set_yscale("log")
     ax.set_xlabel("seconds since start")
@@ -72,7 +72,7 @@ def rate_axes(ax: Axes, results: ComparisonResult) -> None:
     timeline = results.timeline
     ts = [point.t for point in timeline]
     for row in results.lanes:
-        spec = LANES[row.lane]
+        spec = EVERY_LANE[row.lane]
         ax.plot(ts, [point.requests_per_s.get(row.lane, 0) for point in timeline],
                 color=spec.color, linestyle=spec.linestyle, linewidth=1.8, label=row.lane)
     ax.set_xlabel("seconds since start")
@@ -99,7 +99,7 @@ def distribution_axes(ax: Axes, results: ComparisonResult) -> None:
     shown = [ms for row in rows for _, ms in row.latency_points]
     for y, row in enumerate(rows, start=1):
         values = sorted(max(ms, 0.1) for _, ms in row.latency_points)
-        color = LANES[row.lane].color
+        color = EVERY_LANE[row.lane].color
         if not values:
             ax.text(0.02, y, "no event delivered", transform=ax.get_yaxis_transform(),
                     va="center", fontsize=9, color=color)

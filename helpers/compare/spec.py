@@ -1,7 +1,8 @@
 """What a lane is, and what every lane is asked to do: the lanes, the scenario and its presets.
 
 A lane is a server kind from the kit's catalogue (`helpers.kinds`) with its start options, and
-its clients use that kind's strategy (`LaneSpec`, the four in `LANES`). A `Scenario` holds the
+its clients use that kind's strategy (`LaneSpec`, the four in `LANES`; the streams' two in
+`STREAM_LANES`). A `Scenario` holds the
 knobs every lane shares, and a `Preset` is a scenario from the article's use cases with a
 paragraph on what to look for. Nothing here starts anything.
 """
@@ -29,12 +30,18 @@ class LaneSpec:
     color: str
     linestyle: str  # lanes with equal numbers draw on top of each other: dashes keep both visible
     threaded: bool | None = None  # the Flask server's threading; None for a kind without it
+    #: "sse" or "ws": the clients open a stream instead of polling (the asyncio server only)
+    delivery: Strategy | None = None
 
     def __post_init__(self) -> None:
         server = find_kind(self.kind)
         if server.strategy is None:
             raise ValueError(f"A lane needs a server of events; {self.kind!r} is "
                              f"{server.title}.")
+        if self.delivery is not None and not (self.delivery in ("sse", "ws")
+                                              and server.module == "servers.fastapi_server"):
+            raise ValueError(f"A lane's delivery is 'sse' or 'ws' on the asyncio server, not "
+                             f"{self.delivery!r} on {self.kind!r}.")
         if self.threaded is not None and not server.takes("threaded"):
             raise ValueError(f"The {self.kind!r} server has no threaded option.")
 
@@ -46,7 +53,7 @@ class LaneSpec:
     @property
     def strategy(self) -> Strategy:
         """How this lane's clients ask: the strategy its server kind is launched for."""
-        strategy = self.server.strategy
+        strategy = self.delivery or self.server.strategy
         assert strategy is not None, "checked in __post_init__"
         return strategy
 
@@ -84,6 +91,15 @@ LANES: dict[str, LaneSpec] = {spec.name: spec for spec in (
              "-.", threaded=False),
     LaneSpec("asyncio", "asyncio long poll (FastAPI)", "asyncio", "tab:green", "--"),
 )}
+
+#: Two more lanes, not run by default: the asyncio server's streams on the same trigger.
+STREAM_LANES: dict[str, LaneSpec] = {spec.name: spec for spec in (
+    LaneSpec("sse", "Server-Sent Events (FastAPI /sse)", "asyncio", "tab:cyan", ":",
+             delivery="sse"),
+    LaneSpec("ws", "WebSocket (FastAPI /ws)", "asyncio", "tab:olive", ":", delivery="ws"),
+)}
+#: Every lane there is, by name: LANES, then STREAM_LANES.
+EVERY_LANE: dict[str, LaneSpec] = {**LANES, **STREAM_LANES}
 
 
 @dataclass(frozen=True)
@@ -175,8 +191,8 @@ def find_preset(name: str) -> Preset:
 def parse_lanes(lanes: str | Iterable[str]) -> list[str]:
     """Lane names from "short,asyncio" or a list, in the standard order; raise if unknown."""
     names = [n.strip() for n in (lanes.split(",") if isinstance(lanes, str) else lanes)]
-    unknown = [n for n in names if n not in LANES]
+    unknown = [n for n in names if n not in EVERY_LANE]
     if unknown or not names:
         raise ValueError(f"Unknown lane(s) {', '.join(unknown) or '(none given)'}; choose from "
-                         f"{', '.join(LANES)}, separated by commas.")
-    return [n for n in LANES if n in names]
+                         f"{', '.join(EVERY_LANE)}, separated by commas.")
+    return [n for n in EVERY_LANE if n in names]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import helpers.compare
 
 EXPECTED = [
+    "EVERY_LANE",
     "LANES",
+    "STREAM_LANES",
     "PRESETS",
     "ComparePanel",
     "Comparison",
