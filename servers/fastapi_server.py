@@ -107,6 +107,9 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
     log = open_log(config.store_choice, config.retention)
     stats = Stats(name, log, config.max_waiting)
     waiters = Waiters()
+    # The streams' own Waiters: woken by every publish too, and also by their keep-alive tick,
+    # which must not wake the held polls (servers.streams says why the tick is shared).
+    stream_wakeups = Waiters()
     closing = False  # set on shutdown: every held poll answers 204 at once
 
     def release_waiters() -> None:
@@ -114,7 +117,9 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
         nonlocal closing
         closing = True
         waiters.wake_all()
+        stream_wakeups.wake_all()
     log.subscribe(lambda event: waiters.wake_all())
+    log.subscribe(lambda event: stream_wakeups.wake_all())
     # Many woken waiters share a cursor; encode their answer once per publish, not once each.
     encoded: dict[tuple[int, int], bytes] = {}
     log.subscribe(lambda event: encoded.clear())
@@ -228,7 +233,7 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
         app.lean_poll = fast_path.lean_poll(wait_for_events, stats, config.hold, log.stream)
 
     # The same log and wait, over one long-lived connection: GET /sse and WS /ws.
-    streams.add_stream_routes(app, streams.Streams(log, stats, waiters, config.token,
+    streams.add_stream_routes(app, streams.Streams(log, stats, stream_wakeups, config.token,
                                                    closing=lambda: closing))
 
     @app.get("/stats")

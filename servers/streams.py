@@ -1,17 +1,17 @@
 """Streams: the asyncio server's event log over one long-lived connection, as SSE or a WebSocket.
 
 A long poll asks again after every answer; a stream asks once and is told each event as it is
-published. Both endpoints wait exactly as the long poll does: read the log after their cursor,
-and when nothing is new, await the very publish that the held polls await (`PublishWait`, which
-`servers.fastapi_server.Waiters` is). So one publish reaches polls and streams alike, and a
-stream keeps no queue of events: its place in the shared log is one integer.
+published. Both endpoints wait as the long poll does: read the log after their cursor, and when
+nothing is new, await one future that every stream shares (`PublishWait`: a
+`servers.fastapi_server.Waiters`) that the same publish resolves: one publish reaches polls and
+streams alike, and a stream has no queue of events, only its cursor in the log.
 
-What is bounded per connection is what is in flight. uvicorn pauses a connection's writes once
-its buffer passes asyncio's high-water mark (64 KiB), with the kernel's socket buffer in front
-of that, so a reader that does not keep up blocks only its own send. If one send waits longer
-than `SEND_STALL_S`, the server ends that stream and frees it; the client resumes from its last
-id, losing nothing that the log still retains (and told `gone` when it does not). docs/streams.md
-says why these building blocks, with the measurements.
+The keep-alive is one tick for all streams, not a timeout each: the tick resolves the shared
+future, and a stream that wakes to nothing new sends its comment. (Per-stream timeouts unhook
+from that future's callbacks, O(N) each: 10,000 SSE streams took 84 s to open, not 8 s.)
+
+A slow reader blocks only its own send; one blocked for `SEND_STALL_S` ends that stream
+(docs/streams.md has the choices and the measurements).
 """
 
 from __future__ import annotations
@@ -49,15 +49,15 @@ SEND_STALL_S = 5.0  # a send still blocked after this long ends the stream: the 
 PEER_GONE = (OSError, RuntimeError, WebSocketDisconnect, anyio.ClosedResourceError,
              anyio.BrokenResourceError)
 
-#: What a stream is sent next: new events, the 410 of a cursor older than retention, or nothing
-#: for KEEPALIVE_S (time for a keep-alive comment).
+#: What a stream is sent next: new events, the 410 of a too-old cursor, or [] (a keep-alive).
 Batch = list[Event] | ApiError
 
 
 class PublishWait(Protocol):
-    """The long poll's wait (`fastapi_server.Waiters`): the next publish, `also`, or a timeout."""
+    """`fastapi_server.Waiters`: one future for the next wake-up, resolved for everyone at once."""
 
-    async def wait(self, timeout: float, *also: asyncio.Future[Any]) -> None: ...
+    def next_publish(self) -> asyncio.Future[None]: ...
+    def wake_all(self) -> None: ...
 
 
 def compact(value: object) -> str:
@@ -74,6 +74,8 @@ class Streams:
     token: str | None
     closing: Callable[[], bool]  # true once the server is stopping: every stream ends
     _encoded: dict[tuple[str, int], Any] = field(default_factory=dict)
+    _following: int = 0  # streams inside follow() now; the keep-alive tick runs while any are
+    _ticker: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         # Streams at the same cursor get the same events: encode them once per publish.
@@ -95,21 +97,35 @@ class Streams:
 
     async def follow(self, after: int) -> AsyncIterator[Batch]:
         """What a stream sends, batch after batch, until the server stops: the long poll's wait."""
-        while not self.closing():
-            try:
-                events = self.log.since(after, MAX_LIMIT)
-            except ApiError as gone:  # older than retention: say so, then carry on from there
-                yield gone
-                after = gone.extra["oldest_id"] - 1
-                continue
-            if events:
-                after = events[-1]["id"]
-                yield events
-                continue
-            newest = self.log.last_id
-            await self.waiters.wait(KEEPALIVE_S)  # no await since the check: nothing is missed
-            if self.log.last_id == newest and not self.closing():
-                yield []
+        self._following += 1
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.ensure_future(self._keep_alive_tick())
+        try:
+            while not self.closing():
+                try:
+                    events = self.log.since(after, MAX_LIMIT)
+                except ApiError as gone:  # older than retention: say so, then carry on
+                    yield gone
+                    after = gone.extra["oldest_id"] - 1
+                    continue
+                if events:
+                    after = events[-1]["id"]
+                    yield events
+                    continue
+                newest = self.log.last_id
+                # No await since the check, so nothing is missed; shielded, because a stream
+                # that is cancelled (its client left) must not cancel everyone's shared future.
+                await asyncio.shield(self.waiters.next_publish())
+                if self.log.last_id == newest and not self.closing():
+                    yield []  # woken by the keep-alive tick
+        finally:
+            self._following -= 1
+
+    async def _keep_alive_tick(self) -> None:
+        """Wake every stream each KEEPALIVE_S, while any is open: one timer for all of them."""
+        while self._following:
+            await asyncio.sleep(KEEPALIVE_S)
+            self.waiters.wake_all()
 
     def encoded(self, style: str, after: int, events: list[Event]) -> Any:
         key = (style, after)

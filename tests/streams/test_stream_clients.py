@@ -73,7 +73,7 @@ def test_resume_after_a_kill_and_a_restart_with_the_sqlite_store(
     summary = metrics.summary()
     assert summary["events"] == 30
     assert summary["missing"] == summary["duplicates"] == summary["stream_resets"] == 0
-    assert client.connections >= 3  # it really reconnected, twice or more
+    assert client.connections >= 2  # it really reconnected (twice, unless both fell in one gap)
 
 
 @pytest.mark.parametrize("client_class", CLIENTS)

@@ -260,3 +260,15 @@ def test_streams_count_drops_when_clients_close_or_vanish(served: Served) -> Non
 def urlsplit_host_port(url: str) -> tuple[str, int]:
     host, port = url.removeprefix("http://").rsplit(":", 1)
     return host, int(port)
+
+
+def test_a_client_leaving_does_not_stop_the_other_streams(client: TestClient) -> None:
+    """Every stream awaits one shared future; a stream cancelled because its client left must
+    not cancel that future for the others."""
+    log = client.app_state.log  # type: ignore[attr-defined]
+    with client.websocket_connect("/ws") as staying:
+        staying.receive_json()
+        with client.websocket_connect("/ws") as leaving:
+            leaving.receive_json()
+        event = log.publish("after one left")
+        assert staying.receive_json() == {"type": "event", "event": event}
