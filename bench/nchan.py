@@ -66,6 +66,17 @@ http {{
       nchan_channel_id bench;
       nchan_subscriber_timeout {hold}s;
     }}
+    # bench.streams: Nchan's own EventSource and WebSocket subscribers, on the same channel
+    location = /sub_es {{
+      nchan_subscriber eventsource;
+      nchan_channel_id bench;
+      nchan_subscriber_first_message newest;
+    }}
+    location = /sub_ws {{
+      nchan_subscriber websocket;
+      nchan_channel_id bench;
+      nchan_subscriber_first_message newest;
+    }}
     location = /pub {{
       nchan_publisher;
       nchan_channel_id bench;

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench.streams import report_lines as stream_report_lines
 from helpers.metrics import percentile
 
 NCHAN = "nchan"
@@ -198,6 +199,8 @@ def markdown(results: dict[str, Any]) -> str:
             out.append(f"| {r['server']} | {r['hits_per_s']:,.0f} | {_vs(r, nchan, 'hits_per_s')}"
                        f" | {r['server_cpu_pct']:.0f} | {r['client_cpu_pct']:.0f} |")
         out.append("")
+
+    out += stream_report_lines(results.get("streams", []))
 
     skipped = results.get("skipped", [])
     if skipped:

@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios
+from bench import scenarios, streams
 from bench.nchan import NchanPeer, find_nchan
 from bench.report import markdown
 from helpers.kinds import KINDS, Kind
@@ -30,7 +30,7 @@ from helpers.launcher import raise_open_file_limit
 from helpers.scaling.fanout import HOLD_S, measure_fan_out
 from helpers.scaling.peers import KitPeer
 
-SCENARIOS = ("fanout", "latency", "memory", "rpe", "throughput")
+SCENARIOS = ("fanout", "latency", "memory", "rpe", "throughput", "streams")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -83,7 +83,7 @@ class Bench:
         self.nchan: tuple[str, str] | None = found if isinstance(found, tuple) else None
         self.nchan_missing = found if isinstance(found, str) else None
         self.results: dict[str, Any] = {"fanout": [], "latency": [], "rpe": [],
-                                        "throughput": [], "skipped": []}
+                                        "throughput": [], "streams": [], "skipped": []}
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -157,6 +157,8 @@ class Bench:
             await self.throughputs(quick)
         if "rpe" in only:
             await self.requests_per_event(quick)
+        if "streams" in only:
+            await self.stream_fan_outs(quick)
 
     async def fan_outs(self, quick: bool) -> None:
         """Scenario 1 (and 3, memory, which is read during it)."""
@@ -223,6 +225,21 @@ class Bench:
                                             timeout_s=seconds + 60, body=body)
                 if result is not None:
                     result.update(strategy=strategy, density=density)
+
+    async def stream_fan_outs(self, quick: bool) -> None:
+        """Scenario 6: one event to N SSE or WebSocket subscribers, ours and Nchan's."""
+        sizes = [1, 300, 1_000] if quick else [1, 1_000, 5_000, 10_000]
+        labels = ["fastapi", *([NCHAN] if self.nchan else [])]
+        for protocol in streams.PROTOCOLS:
+            for label in labels:
+                for n in sizes:
+                    async def body(peer: Any, protocol: streams.Protocol = protocol,
+                                   n: int = n, label: str = label) -> dict[str, Any]:
+                        return await streams.stream_fan_out(
+                            peer, protocol, n, rounds=20 if n == 1 else (2 if quick else 3),
+                            kit=label != NCHAN, say=self.sub)
+                    await self.measure("streams", label, f"{protocol} N={n:,}",
+                                       needs_s=5 + n / 1000, timeout_s=60 + n / 50, body=body)
 
     def sub(self, text: str) -> None:
         self.say("  " + text.strip())
