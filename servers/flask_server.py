@@ -109,6 +109,7 @@ def create_app(config: ServerConfig | None = None) -> Flask:
                     left := deadline - time.monotonic()
                 ) > 0:
                     time.sleep(min(config.check_interval, left))
+                    stats.count_check()
                     found = log.since(params.last_event_id, params.limit)
             finally:
                 stats.wait_ended()

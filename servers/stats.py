@@ -44,6 +44,7 @@ class Stats:
     waiting: int = 0
     peak_waiting: int = 0
     connections: int = 0  # TCP connections accepted since start
+    checks: int = 0  # looks at the log by held polls after a nap (the sleep loop only)
     started: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -59,6 +60,11 @@ class Stats:
         """One more TCP connection accepted (a keep-alive connection counts once)."""
         with self._lock:
             self.connections += 1
+
+    def count_check(self) -> None:
+        """A held poll woke from its nap and looked at the log again (the naive server)."""
+        with self._lock:
+            self.checks += 1
 
     def wait_started(self, limit: int | None = None) -> None:
         """Count one more held poll, or refuse it with 503 when `limit` are already held.
@@ -96,6 +102,7 @@ class Stats:
                 "peak_waiting": self.peak_waiting,
                 "max_waiting": self.max_waiting,
                 "connections": self.connections,
+                "checks": self.checks,
                 "threads": threading.active_count(),
                 "rss_bytes": rss_bytes(),
                 "uptime_s": round(time.monotonic() - self.started, 3),
