@@ -216,6 +216,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory, budget: Budget) -> Iterator[La
         "JUPYTER_DATA_DIR": str(dirs["data"]),
         "IPYTHONDIR": str(dirs["ipython"]),
         "POLLING_LAB_HEADLESS": "1",  # kernels run the shrunken headless scenarios
+        # ...but someone is watching: as for a learner, clean_up() must leave the panels live
+        "POLLING_LAB_UNATTENDED": "0",
         "POLLING_LAB_BROWSER_RUN": marker,  # inherited by kernels and the servers they launch
     }
     command = [
