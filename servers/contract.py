@@ -148,16 +148,32 @@ def parse_message(body: bytes, query: Mapping[str, str]) -> str:
 
 
 def check_token(token: str | None, authorization: str | None) -> None:
-    """Refuse a publish without the server's `token`, when it was started with one."""
+    """Refuse a publish without the server's `token`, when it was started with one.
+
+    The header must be `Bearer <token>`, the scheme in any case (RFC 9110 section 11.1), the
+    token exactly. Both sides are compared as bytes: the header as the client sent it (servers
+    hand headers over decoded as Latin-1), the token as UTF-8. A string comparison would raise
+    on non-ASCII text and turn a wrong header into a 500.
+    """
     if token is None:
         return
-    if not (authorization and hmac.compare_digest(authorization, f"Bearer {token}")):
+    scheme, _, given = (authorization or "").partition(" ")
+    if not (scheme.lower() == "bearer"
+            and hmac.compare_digest(_header_bytes(given), token.encode("utf-8"))):
         raise ApiError(
             401,
             "unauthorized",
             "This server was started with --token; send the header 'Authorization: Bearer "
             "<token>' (connect(url, token) does it for you).",
         )
+
+
+def _header_bytes(value: str) -> bytes:
+    """A header value as the bytes that arrived (WSGI and ASGI servers decode them as Latin-1)."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:  # not from the wire (an in-process client): still only a 401
+        return value.encode("utf-8", "surrogatepass")
 
 
 def other_stream(stream: str, claimed: str | None) -> bool:
