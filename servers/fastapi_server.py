@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive
 
-from servers import fast_path
+from servers import fast_path, idempotency
 from servers.contract import (
     STREAM_HEADER,
     ApiError,
@@ -96,6 +96,7 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
     config = config or ServerConfig()
     log = open_log(config.store_choice, config.retention)
     stats = Stats(name, log, config.max_waiting)
+    publishes = idempotency.RecentPublishes()
     waiters = Waiters()
     closing = False  # set on shutdown: every held poll answers 204 at once
 
@@ -155,11 +156,17 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
         return health(name, log.stream)
 
     @app.post("/trigger_event", status_code=201)
-    async def trigger_event(request: Request) -> dict[str, Any]:
-        """Publish one event; the publish itself wakes every held poll."""
+    async def trigger_event(request: Request, response: Response) -> dict[str, Any]:
+        """Publish one event (once per Idempotency-Key); the publish wakes every held poll."""
         stats.count_request("trigger_event")
         check_token(config.token, request.headers.get("Authorization"))
-        return triggered(log.publish(parse_message(await request.body(), request.query_params)))
+        message = parse_message(await request.body(), request.query_params)
+        event, replayed = publishes.publish(request.headers.get(idempotency.HEADER), message,
+                                            log.publish)
+        if replayed:
+            stats.count_replay()
+            response.headers[idempotency.REPLAYED_HEADER] = "true"
+        return triggered(event)
 
     @app.get("/events")
     async def events(request: Request) -> Response:

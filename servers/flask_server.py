@@ -20,6 +20,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from servers import idempotency
 from servers.contract import (
     STREAM_HEADER,
     ApiError,
@@ -52,6 +53,7 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     log = open_log(config.store_choice, config.retention)
     stats = Stats(NAME, log, config.max_waiting,
                   {"threaded": config.threaded, "check_interval": config.check_interval})
+    publishes = idempotency.RecentPublishes()
     closing = threading.Event()  # set on shutdown: held polls answer 204 at their next check
     app.extensions["polling_lab"] = {"log": log, "stats": stats, "config": config,
                                      "closing": closing}
@@ -76,11 +78,17 @@ def create_app(config: ServerConfig | None = None) -> Flask:
         return health(NAME, log.stream)
 
     @app.post("/trigger_event")
-    def trigger_event() -> tuple[dict[str, Any], int]:
-        """Publish one event; every strategy's clients learn about it in their own way."""
+    def trigger_event() -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Publish one event (once per Idempotency-Key); each strategy's clients hear of it."""
         stats.count_request("trigger_event")
         check_token(config.token, request.headers.get("Authorization"))
-        return triggered(log.publish(parse_message(request.get_data(), request.args))), 201
+        message = parse_message(request.get_data(), request.args)
+        event, replayed = publishes.publish(request.headers.get(idempotency.HEADER), message,
+                                            log.publish)
+        if replayed:
+            stats.count_replay()
+            return triggered(event), 201, {idempotency.REPLAYED_HEADER: "true"}
+        return triggered(event), 201, {}
 
     @app.get("/events")
     def events() -> Response:

@@ -44,6 +44,7 @@ class Stats:
     waiting: int = 0
     peak_waiting: int = 0
     connections: int = 0  # TCP connections accepted since start
+    replayed_publishes: int = 0  # publishes answered from an earlier one (Idempotency-Key)
     started: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -59,6 +60,10 @@ class Stats:
         """One more TCP connection accepted (a keep-alive connection counts once)."""
         with self._lock:
             self.connections += 1
+
+    def count_replay(self) -> None:
+        with self._lock:
+            self.replayed_publishes += 1
 
     def wait_started(self, limit: int | None = None) -> None:
         """Count one more held poll, or refuse it with 503 when `limit` are already held.
@@ -96,6 +101,7 @@ class Stats:
                 "peak_waiting": self.peak_waiting,
                 "max_waiting": self.max_waiting,
                 "connections": self.connections,
+                "replayed_publishes": self.replayed_publishes,
                 "threads": threading.active_count(),
                 "rss_bytes": rss_bytes(),
                 "uptime_s": round(time.monotonic() - self.started, 3),
