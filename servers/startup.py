@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from servers.contract import LOOPBACK, MAX_TIMEOUT_S
+from servers.limits import DEFAULT_REQUEST_TIMEOUT_S
 from servers.store import StoreChoice
 
 #: Where `--token` is read from when it is not on the command line (which shells remember).
@@ -40,6 +41,7 @@ class ServerConfig:
     store: str = "memory"  # "memory", or "sqlite:PATH" (survives restarts)
     max_waiting: int = 15_000  # long polls held at once; beyond it, 503 with Retry-After
     token: str | None = field(default=None, repr=False)  # needed to publish, when set
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S  # to send a whole request, seconds
     #: `store`, read once: the typed choice that `servers.store.open_log` takes.
     store_choice: StoreChoice = field(init=False, repr=False, compare=False)
 
@@ -56,6 +58,8 @@ class ServerConfig:
             raise ValueError("generate_every must be a positive number of seconds")
         if self.max_waiting < 0:
             raise ValueError("max_waiting must be 0 or more")
+        if not 0 < self.request_timeout <= 3600:
+            raise ValueError("request_timeout must be more than 0 and at most 3600 seconds")
         if self.token is not None:
             check_token_choice(self.token)
         if self.token is None and self.host not in LOOPBACK:
@@ -100,6 +104,10 @@ def parse_config(name: str, argv: list[str] | None = None, *, flask: bool = Fals
                         f"{TOKEN_ENV} environment variable, which keeps it out of shell "
                         "history. Choose one with python -c 'import secrets; "
                         "print(secrets.token_urlsafe(24))'")
+    p.add_argument("--request-timeout", type=float, default=DEFAULT_REQUEST_TIMEOUT_S,
+                   metavar="S", help="close a connection whose request (line, headers and "
+                   f"body) is not complete after S seconds (default {DEFAULT_REQUEST_TIMEOUT_S:g}"
+                   "); a held long poll is complete, and is not cut")
     if flask:
         p.add_argument("--check-interval", type=float, default=1.0, metavar="S",
                        help="how long the naive long poll sleeps between checks")

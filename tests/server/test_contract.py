@@ -166,3 +166,15 @@ def test_a_non_ascii_header_is_a_401_not_a_500(header: str) -> None:
 def test_a_non_ascii_token_matches_its_utf8_bytes_as_a_server_hands_them_over() -> None:
     as_received = "clé".encode().decode("latin-1")  # how WSGI and ASGI pass header bytes
     check_token("clé", f"Bearer {as_received}")
+
+
+def test_raw_response_is_a_whole_http_answer_with_the_json_error() -> None:
+    import json
+
+    from servers.contract import raw_response, request_timeout
+
+    raw = raw_response(request_timeout(2))
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert b"Connection: close" in head and f"Content-Length: {len(body)}".encode() in head
+    assert json.loads(body)["error"] == "request_timeout"
