@@ -109,7 +109,9 @@ class GuardedHandler(WSGIRequestHandler):
         return self.deadlines.done(self)  # False: the 408 went out; say nothing more
 
     def _read_body(self) -> bool:
-        """Read a Content-Length body now, so that its deadline is the request's."""
+        """Read the body now (Content-Length or chunked), so that its deadline is the request's."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
@@ -124,15 +126,53 @@ class GuardedHandler(WSGIRequestHandler):
             return False
         if length == 0:
             return True
-        if self.headers.get("Expect", "").lower() == "100-continue":
-            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            del self.headers["Expect"]  # answered here: werkzeug must not answer it again
+        self._continue()
         body = self.rfile.read(length)
         if len(body) < length:
             self.close_connection = True
             return False  # the client left, or the deadline closed the connection
         self.rfile = _Preread(body, self.rfile)
         return True
+
+    def _read_chunked(self) -> bool:
+        """A chunked body, read whole and handed on as a Content-Length one (at most 1 MiB)."""
+        self._continue()
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            line = self.rfile.readline(100)
+            try:
+                length = int(line.split(b";")[0].strip(), 16)
+            except ValueError:
+                self.close_connection = True
+                if line:  # not the client leaving, nor the deadline closing the connection
+                    self.send_error(400, "Bad chunk", "A chunk size must be a hex number.")
+                return False
+            size += length
+            if length < 0 or size > MAX_BODY_BYTES:
+                self.close_connection = True
+                self._send_raw(ApiError(413, "request_too_large", "The chunked body is over "
+                                        f"{MAX_BODY_BYTES} bytes, the most this server reads."))
+                return False
+            chunk = self.rfile.read(length + 2)[:length] if length else b""
+            if len(chunk) < length:
+                self.close_connection = True
+                return False
+            if not length:
+                while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
+                    pass  # trailer fields: ignored
+                break
+            chunks.append(chunk)
+        del self.headers["Transfer-Encoding"], self.headers["Content-Length"]
+        self.headers["Content-Length"] = str(size)
+        self.rfile = _Preread(b"".join(chunks), self.rfile)
+        return True
+
+    def _continue(self) -> None:
+        """Answer `Expect: 100-continue` here, before reading the body (and not again later)."""
+        if self.headers.get("Expect", "").lower() == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            del self.headers["Expect"]
 
     def too_late(self, timeout_s: float) -> None:
         """Called by RequestDeadlines: answer 408 and close, which ends this handler's read."""
