@@ -71,7 +71,9 @@ class Stats:
         """A held poll woke from its nap and looked at the log again (the naive server)."""
         with self._lock:
             self.checks += 1
+
     def count_replay(self) -> None:
+        """A retried publish was answered with the event of the first (Idempotency-Key)."""
         with self._lock:
             self.replayed_publishes += 1
 
