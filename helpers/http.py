@@ -64,7 +64,7 @@ def error_for(status: int, body: Any, headers: Mapping[str, str], *,
     detail = str(fields.get("detail") or fallback_detail or f"HTTP {status}")
     if status >= 500:
         retry_after = headers.get("Retry-After")
-        return ServerUnavailable(f"HTTP {status}: {detail}",
+        return ServerUnavailable(f"HTTP {status}: {detail}", status=status,
                                  retry_after=float(retry_after) if retry_after else None)
     return PollError(status, str(fields.get("error") or fallback_code), detail)
 
