@@ -33,14 +33,17 @@ lint: $(DEV)
 unit: $(DEV)
 	$(BIN)/pytest tests
 
+## make notebooks: every notebook under nbval, top to bottom, each exercise's solution run against
+## its own check (copies in build/notebooks; a learner's Run All never runs a solution)
 notebooks: $(DEV)
-	$(BIN)/pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+	$(BIN)/python tests/notebooks/solve.py notebooks build/notebooks
+	$(BIN)/pytest --nbval-lax --nbval-current-env -p no:cacheprovider build/notebooks
 
 ## make test-slow: only the tests marked slow (faults, reconnect storms); `make test` runs them too
 test-slow: $(DEV)
 	$(BIN)/pytest tests -m slow --durations=0
 
-## make test-browser: notebooks 01-04 in JupyterLab in headless Chromium (Debian's
+## make test-browser: Run All, then every panel, in notebooks 01-06 in JupyterLab in headless Chromium (Debian's
 ## /usr/bin/chromium, or POLLING_LAB_CHROMIUM); screenshots go to results/screenshots/
 test-browser: $(DEV)
 	$(BIN)/pytest tests/browser -m browser -p no:cacheprovider --durations=0

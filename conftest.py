@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-# Notebooks shrink their long live runs when they run unattended (helpers.headless()).
-# nbval starts each kernel from this process, so the kernel inherits this variable.
+# Notebooks shrink their long live runs (helpers.headless()), and, since nobody is watching,
+# their last cell stops what they started (helpers.unattended()). nbval starts each kernel from
+# this process, so the kernel inherits both. The browser test's JupyterLab gets only the first:
+# there, as for a learner, Run All must leave every panel live.
 os.environ.setdefault("POLLING_LAB_HEADLESS", "1")
+os.environ.setdefault("POLLING_LAB_UNATTENDED", "1")
 # Every process started from this run (kernels, and the servers they launch) inherits this tag,
 # so the leftover check below sees only this run's servers, not another run's on the machine.
 RUN_TAG = f"POLLING_LAB_TEST_RUN={uuid.uuid4().hex}".encode()

@@ -3,7 +3,9 @@
 Both follow the article's advice and the kit's API: one `requests.Session` (its connection is
 reused between polls), a (connect, read) timeout tuple whose read part is longer than the
 server's hold, a `last_event_id` cursor, and exponential backoff with full jitter after
-connection errors and 5xx. They never print: read `client.metrics` or pass `on_events`.
+connection errors and 5xx. A 502 or 504 from a proxy that ended a long poll's hold is an empty
+poll, not an error (see `gateway_ended_hold`). They never print: read `client.metrics` or pass
+`on_events`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,27 @@ from servers.contract import LOOPBACK, STREAM_HEADER, Event
 
 CONNECT_TIMEOUT_S = 3.05
 READ_MARGIN_S = 5.0  # a long poll's read timeout is the hold plus this
+GATEWAY_STATUSES = (502, 504)  # what a proxy (the bundled one, nginx) answers when it gives up
+GATEWAY_HELD_MIN_S = 0.5  # a gateway answer sooner than this did not end a hold
+GATEWAY_JITTER_S = 0.05  # re-poll after a gateway's hold timeout within this, not at once
+
+
+def gateway_ended_hold(exc: ServerUnavailable, held_s: float, hold: float) -> bool:
+    """True if `exc` is a proxy's 502/504 that ended a long poll held for `held_s` seconds.
+
+    A proxy whose read timeout (nginx's `proxy_read_timeout`) is shorter than the hold answers
+    504 to every quiet hold (some proxies 502). Nothing went wrong: the client should ask again
+    at once, as after a 204, or its backoff grows through a quiet spell and the next event
+    waits behind it. A gateway answer that came quickly (the upstream is down) is a real error.
+    """
+    return (exc.status in GATEWAY_STATUSES and hold > 0
+            and held_s >= min(GATEWAY_HELD_MIN_S, hold))
+
+
+def gateway_repoll_delay(rng: random.Random | None = None) -> float:
+    """A small jitter before re-polling after a gateway's hold timeout, so that clients held
+    together do not all come back in the same millisecond."""
+    return (rng or random).uniform(0, GATEWAY_JITTER_S)
 
 
 def backoff_delay(failures: int, base: float = 0.1, cap: float = 5.0,
@@ -187,6 +210,10 @@ class PollClient:
         """The (connect, read) timeout of the next request, in seconds; each client sets it."""
         raise NotImplementedError
 
+    def held_for(self) -> float:
+        """How long the server may hold one request, in seconds: a short poll is not held."""
+        return 0.0
+
     def _pause(self, request_started: float) -> None:
         """What to do between two successful polls (a short-poll client sleeps)."""
 
@@ -221,6 +248,10 @@ class PollClient:
             except ServerUnavailable as exc:
                 if self._stop.is_set():
                     return  # our own stop() cut the connection; that is not an error
+                if gateway_ended_hold(exc, time.monotonic() - started, self.held_for()):
+                    self.metrics.count_gateway_timeout()  # an empty poll: no backoff growth
+                    self._stop.wait(gateway_repoll_delay())
+                    continue
                 failures += 1
                 self.metrics.record_error(str(exc))
                 delay = backoff_delay(failures, self.backoff_base, self.backoff_cap)
@@ -286,6 +317,10 @@ class LongPollClient(PollClient):
             raise ValueError("hold must be from 0 to 300 seconds (the server's range)")
         super().__init__(url, **kwargs)
         self.hold = hold
+
+    def held_for(self) -> float:
+        """How long the server may hold one request, in seconds."""
+        return self.hold
 
     def _params(self) -> dict[str, Any]:
         return {**super()._params(), "timeout": self.hold}

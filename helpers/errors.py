@@ -19,9 +19,11 @@ class ServerNotReady(PollingLabError):
 class ServerUnavailable(PollingLabError):
     """A request failed in a way worth retrying: no connection, a read timeout, or a 5xx."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 status: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status  # the HTTP status of a 5xx answer; None when no answer came
 
 
 class PollError(PollingLabError):

@@ -23,12 +23,22 @@ from helpers.swarm import Swarm
 
 
 def headless() -> bool:
-    """True when the notebooks run unattended (under nbval or CI), false in JupyterLab.
+    """True when a notebook should shrink its long live runs (under nbval, and in the browser
+    test's JupyterLab), false for a learner in JupyterLab.
 
-    Set explicitly by the project's pytest configuration (POLLING_LAB_HEADLESS=1), so a cell can
+    Set explicitly (POLLING_LAB_HEADLESS=1) by the project's pytest configuration, so a cell can
     shrink a long live run without guessing from errors.
     """
     return os.environ.get("POLLING_LAB_HEADLESS") == "1"
+
+
+def unattended() -> bool:
+    """True when nobody is watching the notebook (under nbval), so its last cell may stop
+    everything; false in JupyterLab, the browser test's included, where panels must stay live.
+
+    Set explicitly (POLLING_LAB_UNATTENDED=1) by the project's pytest configuration only.
+    """
+    return os.environ.get("POLLING_LAB_UNATTENDED") == "1"
 
 
 @dataclass

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import random
+import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -32,6 +35,38 @@ from helpers.errors import PollError, PollingLabError, ServerUnavailable
 from servers.contract import LOOPBACK
 
 DEFAULT_TIMEOUT_S = 5.0
+IDEMPOTENCY_HEADER = "Idempotency-Key"  # the kit's extension to POST /trigger_event
+PUBLISH_TRIES = 3
+
+_T = TypeVar("_T")
+
+
+def publish_with_retries(send: Callable[[dict[str, str]], _T], *, tries: int = PUBLISH_TRIES,
+                         base_delay: float = 0.2,
+                         retry_on: tuple[type[PollingLabError], ...] = (ServerUnavailable,),
+                         ) -> _T:
+    """Call `send(headers)` for one publish, retrying it safely; return what `send` returns.
+
+    `headers` carry an `Idempotency-Key`: one new key per publish, the same on every retry of
+    it, so a retry of a publish that did reach the server (its answer was lost or late) is
+    answered with the same event instead of publishing again. A `ServerUnavailable` (no answer,
+    a timeout, a 5xx) is retried up to `tries` times in all, with a doubling jittered pause
+    (at least `Retry-After`), then raised. A `PollError` (a 4xx, such as 422
+    `idempotency_key_reused` or 400 `bad_idempotency_key`) is raised at once: it is a bug.
+    `retry_on` names the exceptions worth retrying, for a caller that translates "no answer"
+    into its own (the launcher's ServerNotReady).
+    """
+    headers = {IDEMPOTENCY_HEADER: uuid.uuid4().hex}
+    for attempt in range(1, tries + 1):
+        try:
+            return send(headers)
+        except retry_on as exc:
+            if attempt == tries:
+                raise
+            delay = random.uniform(base_delay, 2 * base_delay) * 2 ** (attempt - 1)
+            retry_after = exc.retry_after if isinstance(exc, ServerUnavailable) else None
+            time.sleep(max(delay, retry_after or 0))
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 def session_for(url: str) -> requests.Session:
@@ -64,7 +99,7 @@ def error_for(status: int, body: Any, headers: Mapping[str, str], *,
     detail = str(fields.get("detail") or fallback_detail or f"HTTP {status}")
     if status >= 500:
         retry_after = headers.get("Retry-After")
-        return ServerUnavailable(f"HTTP {status}: {detail}",
+        return ServerUnavailable(f"HTTP {status}: {detail}", status=status,
                                  retry_after=float(retry_after) if retry_after else None)
     return PollError(status, str(fields.get("error") or fallback_code), detail)
 

@@ -28,8 +28,8 @@ from typing import Any, TypeVar
 
 import requests
 
-from helpers.errors import PollingLabError, ServerNotReady
-from helpers.http import loopback_session, refusal, request
+from helpers.errors import PollingLabError, ServerNotReady, ServerUnavailable
+from helpers.http import loopback_session, publish_with_retries, refusal, request
 from helpers.kinds import find_kind, kind_of_module
 from helpers.processes import cpu_seconds, signal_group, stop_process_group
 from servers.startup import ServerConfig
@@ -124,12 +124,17 @@ class ServerHandle(abc.ABC):
     def trigger(self, message: str | None = None) -> dict[str, Any]:
         """Publish one event and return it (`id`, `timestamp`, `message`).
 
-        Raises PollError if the server refuses it: on a server reached with `connect()`, status
-        401 when the server wants a token and the one given is missing or wrong.
+        A publish that gets no answer, times out or gets a 5xx is retried (3 tries in all) with
+        the same `Idempotency-Key`, so it publishes once. Raises ServerUnavailable (or, for a
+        launched server, ServerNotReady) when every try failed, and PollError if the server
+        refuses it: on a server reached with `connect()`, status 401 when the server wants a
+        token and the one given is missing or wrong.
         """
         body = {} if message is None else {"message": message}
-        response = self._call("POST", "/trigger_event", json=body,
-                              headers=self._publish_headers())
+        response = publish_with_retries(lambda idempotency: self._call(
+            "POST", "/trigger_event", json=body,
+            headers={**self._publish_headers(), **idempotency}),
+            retry_on=(ServerUnavailable, ServerNotReady))
         event: dict[str, Any] = response.json()["event"]
         return event
 

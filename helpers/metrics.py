@@ -53,6 +53,7 @@ class Metrics:
             self.requests = 0
             self.empty_responses = 0
             self.errors = 0
+            self.gateway_timeouts = 0  # 502/504 from a proxy that ended a hold: empty polls
             self.last_error: str | None = None
             self.duplicates = 0
             self.missing = 0
@@ -69,6 +70,12 @@ class Metrics:
 
     def count_empty(self) -> None:
         with self._lock:
+            self.empty_responses += 1
+
+    def count_gateway_timeout(self) -> None:
+        """A proxy ended a hold with 502/504: an empty poll (counted there too), not an error."""
+        with self._lock:
+            self.gateway_timeouts += 1
             self.empty_responses += 1
 
     def record_error(self, message: str) -> None:
@@ -138,6 +145,7 @@ class Metrics:
                 "gaps_reported": self.gaps_reported,
                 "stream_resets": self.stream_resets,
                 "errors": self.errors,
+                "gateway_timeouts": self.gateway_timeouts,
                 "last_error": self.last_error,
                 "latency_ms_mean": sum(latencies) / delivered if delivered else math.nan,
                 "latency_ms_p50": percentile(latencies, 50),

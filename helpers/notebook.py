@@ -13,7 +13,7 @@ import inspect
 import textwrap
 from typing import Any
 
-from helpers.experiment import headless
+from helpers.experiment import unattended
 
 
 def source_of(module: str, name: str) -> str:
@@ -62,13 +62,13 @@ def show_code(module: str, name: str) -> Any:
 def clean_up(*resources: object) -> str:
     """The last cell of a notebook: stop what it started, but only when nobody is watching.
 
-    Run unattended (`headless()`, as under `make test`), it closes or stops each of
+    Run unattended (`unattended()`, as under nbval in `make test`), it closes or stops each of
     `resources` in order: panels, sessions, clients, servers. In JupyterLab it leaves them all
     running, because Run All would otherwise end by closing every panel the learner scrolls
     back to. Nothing is left behind either way: `launch()` ties each server to this kernel, so
     shutting the kernel down stops them. Returns what it did, in a sentence.
     """
-    if not headless():
+    if not unattended():
         return ("Everything above is still running, so the panels stay live. Shut the kernel "
                 "down (Kernel > Shut Down Kernel) to stop every server this notebook launched.")
     for resource in resources:

@@ -25,7 +25,14 @@ from typing import Any, Literal
 
 import aiohttp
 
-from helpers.clients import CONNECT_TIMEOUT_S, READ_MARGIN_S, Cursor, backoff_delay
+from helpers.clients import (
+    CONNECT_TIMEOUT_S,
+    READ_MARGIN_S,
+    Cursor,
+    backoff_delay,
+    gateway_ended_hold,
+    gateway_repoll_delay,
+)
 from helpers.errors import PollError, ServerUnavailable
 from helpers.kinds import Strategy as Strategy  # re-exported: helpers.lanes imports it from here
 from helpers.launcher import raise_open_file_limit
@@ -217,6 +224,11 @@ class Swarm:
                 return
             except ServerUnavailable as exc:
                 self._record(cursor, sent_at, status, False)
+                hold = self.hold if self.strategy == "long" else 0.0
+                if gateway_ended_hold(exc, time.monotonic() - started, hold):
+                    self.metrics.count_gateway_timeout()  # an empty poll: no backoff growth
+                    await asyncio.sleep(gateway_repoll_delay())
+                    continue
                 failures += 1
                 self.metrics.record_error(str(exc))
                 await asyncio.sleep(max(self._retry_delay(failures), exc.retry_after or 0))

@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, TypedDict
 
 MAX_MESSAGE_CHARS = 4096
@@ -39,6 +40,7 @@ class ApiError(Exception):
         detail: str,
         *,
         headers: Mapping[str, str] | None = None,
+        close_connection: bool = False,
         **extra: Any,
     ) -> None:
         super().__init__(detail)
@@ -46,6 +48,9 @@ class ApiError(Exception):
         self.code = code
         self.detail = detail
         self.headers = dict(headers or {})
+        #: Close the connection after this answer, so that a refused client frees its
+        #: descriptor at once instead of idling on a kept-alive connection.
+        self.close_connection = close_connection
         self.extra = extra
 
     def body(self) -> dict[str, Any]:
@@ -148,16 +153,32 @@ def parse_message(body: bytes, query: Mapping[str, str]) -> str:
 
 
 def check_token(token: str | None, authorization: str | None) -> None:
-    """Refuse a publish without the server's `token`, when it was started with one."""
+    """Refuse a publish without the server's `token`, when it was started with one.
+
+    The header must be `Bearer <token>`, the scheme in any case (RFC 9110 section 11.1), the
+    token exactly. Both sides are compared as bytes: the header as the client sent it (servers
+    hand headers over decoded as Latin-1), the token as UTF-8. A string comparison would raise
+    on non-ASCII text and turn a wrong header into a 500.
+    """
     if token is None:
         return
-    if not (authorization and hmac.compare_digest(authorization, f"Bearer {token}")):
+    scheme, _, given = (authorization or "").partition(" ")
+    if not (scheme.lower() == "bearer"
+            and hmac.compare_digest(_header_bytes(given), token.encode("utf-8"))):
         raise ApiError(
             401,
             "unauthorized",
             "This server was started with --token; send the header 'Authorization: Bearer "
             "<token>' (connect(url, token) does it for you).",
         )
+
+
+def _header_bytes(value: str) -> bytes:
+    """A header value as the bytes that arrived (WSGI and ASGI servers decode them as Latin-1)."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:  # not from the wire (an in-process client): still only a 401
+        return value.encode("utf-8", "surrogatepass")
 
 
 def other_stream(stream: str, claimed: str | None) -> bool:
@@ -204,3 +225,37 @@ def framework_error(status: int, method: str, path: str, detail: str) -> ApiErro
     if status == 404:
         return not_found(path)
     return ApiError(status, "bad_request", detail)
+
+
+# --- answers given below the framework ------------------------------------------------------
+
+
+def request_timeout(seconds: float) -> ApiError:
+    """A request whose line, headers or body did not all arrive within `seconds`."""
+    return ApiError(
+        408, "request_timeout",
+        f"The request was not complete after {seconds:g} s (the server's --request-timeout), "
+        "so the server closed the connection; send the request line, headers and body at once.",
+    )
+
+
+def unreadable_request(what: str) -> ApiError:
+    """A request the HTTP parser could not read (`what` says what was wrong with it)."""
+    return ApiError(
+        400, "bad_request",
+        f"The request could not be read as HTTP/1.1 ({what}); the server closed the "
+        "connection. Check the request line and headers your client sends.",
+    )
+
+
+def raw_response(error: ApiError) -> bytes:
+    """`error` as a whole HTTP/1.1 response that closes its connection.
+
+    For the answers a server gives below its framework, from the HTTP connection itself (a
+    request that never completed, one the parser refused), so that they too are the API's JSON.
+    """
+    body = json.dumps(error.body(), ensure_ascii=False, separators=(",", ":")).encode()
+    lines = [f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}",
+             "Content-Type: application/json", f"Content-Length: {len(body)}",
+             "Connection: close", *(f"{k}: {v}" for k, v in error.headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

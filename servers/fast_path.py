@@ -68,6 +68,8 @@ def lean_poll(wait_for_events: WaitForEvents, stats: Stats, hold: float,
         except ApiError as exc:
             error = json.dumps(exc.body(), ensure_ascii=False, separators=(",", ":")).encode()
             extra = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+            if exc.close_connection:
+                extra.append((b"connection", b"close"))
             await send_raw(send, exc.status, [stream_header, *extra], error)
             return
         if body is None:
@@ -151,25 +153,11 @@ class OneWrite:
 
 
 class OneWritePerResponse(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
-    """uvicorn's own HTTP protocol, writing each response in one piece (see `OneWrite`).
-
-    uvicorn makes one protocol per TCP connection, so `connection_made` is also where the
-    server counts its connections (`/stats` "connections"); `counting` makes that subclass.
-    """
-
-    on_connection: Callable[[], None] | None = None
+    """uvicorn's own HTTP protocol, writing each response in one piece (see `OneWrite`)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.on_connection is not None:
-            self.on_connection()
         one_write = OneWrite(cast(asyncio.Transport, transport), asyncio.get_running_loop())
         super().connection_made(one_write)
-
-    @classmethod
-    def counting(cls, on_connection: Callable[[], None]) -> type[OneWritePerResponse]:
-        """This protocol, calling `on_connection()` once per accepted connection."""
-        return type("CountingOneWritePerResponse", (cls,),
-                    {"on_connection": staticmethod(on_connection)})
 
 
 class GracefulServer(uvicorn.Server):

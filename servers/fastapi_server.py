@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive
 
-from servers import fast_path, streams
+from servers import fast_path, idempotency, streams
 from servers.contract import (
     STREAM_HEADER,
     ApiError,
@@ -39,6 +39,7 @@ from servers.contract import (
     parse_poll_params,
     triggered,
 )
+from servers.limits import AtLimit, Budget, plan_budget
 from servers.startup import (
     ServerConfig,
     announce,
@@ -49,6 +50,7 @@ from servers.startup import (
 )
 from servers.stats import Stats
 from servers.store import open_log
+from servers.uvicorn_guard import ConnectionGate, GuardedProtocol, GuardedServer
 
 NAME = "fastapi_server"
 
@@ -95,17 +97,22 @@ async def _client_gone(receive: Receive) -> None:
 
 
 def create_app(config: ServerConfig | None = None, *, name: str = NAME,
-               before_wait: BeforeWait | None = None, lean: bool = False) -> FastAPI:
+               before_wait: BeforeWait | None = None, lean: bool = False,
+               budget: Budget | None = None, at_limit: AtLimit | None = None) -> FastAPI:
     """Build the FastAPI app; `app.state` holds its log, counters and config.
 
     `name` is what /health and /stats report. `lean=True` answers `GET /poll_for_updates`
     without the framework (`servers.fast_path.lean_poll`), through the same wait; every other
-    request goes through FastAPI. Leave `before_wait` unset: it exists only so that
-    `servers.racy_server` can be this server with the race reopened.
+    request goes through FastAPI. `main` passes the open-file `budget` it planned, which may
+    hold fewer polls than `config.max_waiting`, and the `at_limit` line to write when full.
+    Leave `before_wait` unset: it exists only so that `servers.racy_server` can be this server
+    with the race reopened.
     """
     config = config or ServerConfig()
     log = open_log(config.store_choice, config.retention)
-    stats = Stats(name, log, config.max_waiting)
+    max_waiting = budget.max_waiting if budget is not None else config.max_waiting
+    stats = Stats(name, log, max_waiting, budget=budget, at_limit=at_limit)
+    publishes = idempotency.RecentPublishes()
     waiters = Waiters()
     # The streams' own Waiters: woken by every publish too, and also by their keep-alive tick,
     # which must not wake the held polls (servers.streams says why the tick is shared).
@@ -155,9 +162,10 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(
-            exc.body(), exc.status, headers={STREAM_HEADER: log.stream, **exc.headers}
-        )
+        headers = {STREAM_HEADER: log.stream, **exc.headers}
+        if exc.close_connection:
+            headers["Connection"] = "close"
+        return JSONResponse(exc.body(), exc.status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -170,11 +178,17 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
         return health(name, log.stream)
 
     @app.post("/trigger_event", status_code=201)
-    async def trigger_event(request: Request) -> dict[str, Any]:
-        """Publish one event; the publish itself wakes every held poll."""
+    async def trigger_event(request: Request, response: Response) -> dict[str, Any]:
+        """Publish one event (once per Idempotency-Key); the publish wakes every held poll."""
         stats.count_request("trigger_event")
         check_token(config.token, request.headers.get("Authorization"))
-        return triggered(log.publish(parse_message(await request.body(), request.query_params)))
+        message = parse_message(await request.body(), request.query_params)
+        event, replayed = publishes.publish(request.headers.get(idempotency.HEADER), message,
+                                            log.publish)
+        if replayed:
+            stats.count_replay()
+            response.headers[idempotency.REPLAYED_HEADER] = "true"
+        return triggered(event)
 
     @app.get("/events")
     async def events(request: Request) -> Response:
@@ -256,13 +270,17 @@ def main(argv: list[str] | None = None, *, name: str = NAME,
     if {"-h", "--help"} & set(rest):
         print(own.format_help().split("\n\n", 1)[-1].strip() + "\n")  # then the shared flags
     config = parse_config(name, rest)
+    budget = plan_budget(config.max_waiting)  # one descriptor per connection: its socket
     sock = bind_socket(config.host, config.port)
     announce(name, sock, config)
-    app = create_app(config, name=name, before_wait=before_wait, lean=args.lean)
+    print(budget.describe(name), flush=True)
+    at_limit = AtLimit(name)
+    app = create_app(config, name=name, before_wait=before_wait, lean=args.lean,
+                     budget=budget, at_limit=at_limit)
+    gate = ConnectionGate(budget.connections, app.state.stats, at_limit, config.request_timeout)
     server_config = uvicorn.Config(
         app,
-        # one protocol per connection: it counts them for /stats, and writes each answer once
-        http=fast_path.OneWritePerResponse.counting(app.state.stats.count_connection),
+        http=GuardedProtocol.for_gate(gate),  # one per connection; writes each answer once
         ws=args.ws,  # websockets-sansio unless told: docs/streams.md says why
         ws_max_size=64 * 1024,  # a publish frame is small: a 4096-character message fits
         log_level="info",
@@ -270,7 +288,7 @@ def main(argv: list[str] | None = None, *, name: str = NAME,
         timeout_graceful_shutdown=1,  # don't let a stuck request delay a stop for long
     )
     fast_path.tune_garbage_collector()
-    fast_path.GracefulServer(server_config, app.state.release_waiters).run(sockets=[sock])
+    GuardedServer(server_config, app.state.release_waiters, gate).run(sockets=[sock])
 
 
 if __name__ == "__main__":

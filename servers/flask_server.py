@@ -18,8 +18,8 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.serving import WSGIRequestHandler, make_server
 
+from servers import idempotency
 from servers.contract import (
     STREAM_HEADER,
     ApiError,
@@ -31,6 +31,7 @@ from servers.contract import (
     parse_poll_params,
     triggered,
 )
+from servers.limits import AtLimit, Budget, plan_budget
 from servers.startup import (
     ServerConfig,
     announce,
@@ -41,17 +42,33 @@ from servers.startup import (
 )
 from servers.stats import Stats
 from servers.store import open_log
+from servers.werkzeug_guard import (
+    GuardedHandler,
+    GuardedSingleThreadedServer,
+    GuardedThreadedServer,
+    RequestDeadlines,
+)
 
 NAME = "flask_server"
 
 
-def create_app(config: ServerConfig | None = None) -> Flask:
-    """Build the Flask app; `app.extensions["polling_lab"]` holds its log and counters."""
+def create_app(config: ServerConfig | None = None, *, budget: Budget | None = None,
+               at_limit: AtLimit | None = None) -> Flask:
+    """Build the Flask app; `app.extensions["polling_lab"]` holds its log and counters.
+
+    `main` passes the open-file `budget` it planned, which may hold fewer polls than
+    `config.max_waiting`, and the `at_limit` line to write when full.
+    """
     config = config or ServerConfig()
     app = Flask(__name__)
     log = open_log(config.store_choice, config.retention)
-    stats = Stats(NAME, log, config.max_waiting,
-                  {"threaded": config.threaded, "check_interval": config.check_interval})
+    settings: dict[str, Any] = {"threaded": config.threaded,
+                                "check_interval": config.check_interval}
+    if budget is not None and config.threaded:
+        settings["max_threads"] = budget.max_threads
+    max_waiting = budget.max_waiting if budget is not None else config.max_waiting
+    stats = Stats(NAME, log, max_waiting, settings, budget=budget, at_limit=at_limit)
+    publishes = idempotency.RecentPublishes()
     closing = threading.Event()  # set on shutdown: held polls answer 204 at their next check
     app.extensions["polling_lab"] = {"log": log, "stats": stats, "config": config,
                                      "closing": closing}
@@ -76,11 +93,17 @@ def create_app(config: ServerConfig | None = None) -> Flask:
         return health(NAME, log.stream)
 
     @app.post("/trigger_event")
-    def trigger_event() -> tuple[dict[str, Any], int]:
-        """Publish one event; every strategy's clients learn about it in their own way."""
+    def trigger_event() -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Publish one event (once per Idempotency-Key); each strategy's clients hear of it."""
         stats.count_request("trigger_event")
         check_token(config.token, request.headers.get("Authorization"))
-        return triggered(log.publish(parse_message(request.get_data(), request.args))), 201
+        message = parse_message(request.get_data(), request.args)
+        event, replayed = publishes.publish(request.headers.get(idempotency.HEADER), message,
+                                            log.publish)
+        if replayed:
+            stats.count_replay()
+            return triggered(event), 201, {idempotency.REPLAYED_HEADER: "true"}
+        return triggered(event), 201, {}
 
     @app.get("/events")
     def events() -> Response:
@@ -109,6 +132,7 @@ def create_app(config: ServerConfig | None = None) -> Flask:
                     left := deadline - time.monotonic()
                 ) > 0:
                     time.sleep(min(config.check_interval, left))
+                    stats.count_check()
                     found = log.since(params.last_event_id, params.limit)
             finally:
                 stats.wait_ended()
@@ -129,34 +153,35 @@ def create_app(config: ServerConfig | None = None) -> Flask:
 def main(argv: list[str] | None = None) -> None:
     die_with_parent()
     config = parse_config(NAME, argv, flask=True)
-    app = create_app(config)
+    # Two descriptors per connection: its socket, and the selector werkzeug opens as it ends.
+    budget = plan_budget(config.max_waiting, fds_per_connection=2)
+    at_limit = AtLimit(NAME)
+    app = create_app(config, budget=budget, at_limit=at_limit)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log: it costs time
     sock = bind_socket(config.host, config.port)
     state = app.extensions["polling_lab"]
-
-    class CountingHandler(WSGIRequestHandler):
-        """werkzeug's handler, of which there is one per TCP connection: count them for /stats.
-
-        werkzeug answers every request with `Connection: close`, so that is one per request.
-        """
-
-        def setup(self) -> None:
-            state["stats"].count_connection()
-            super().setup()
-
-    # threaded= is the lesson: werkzeug's make_server defaults to False (one request at a time),
-    # while Flask's app.run has defaulted to True since Flask 1.0. We always say which we want.
-    server = make_server(
-        config.host, 0, app, threaded=config.threaded, request_handler=CountingHandler,
-        fd=sock.fileno(),
-    )
+    # One werkzeug handler per TCP connection; it counts them for /stats. werkzeug answers
+    # every request with `Connection: close`, so that is one per request.
+    handler = GuardedHandler.for_server(state["stats"], RequestDeadlines(config.request_timeout))
+    # Threading is the lesson: werkzeug's make_server defaults to one request at a time, while
+    # Flask's app.run has defaulted to a thread per request since Flask 1.0. We say which.
+    server: GuardedThreadedServer | GuardedSingleThreadedServer
+    if config.threaded:
+        why = "at the open-file limit: " if budget.capped else ""
+        server = GuardedThreadedServer(sock, app, handler, at_limit, budget.max_threads, why)
+    else:
+        server = GuardedSingleThreadedServer(sock, app, handler, at_limit)
     sock.close()  # the server holds its own duplicate of the listening socket
     announce(NAME, server.socket, config)
+    threads = f", {budget.max_threads} request threads" if config.threaded else ""
+    print(budget.describe(NAME) + threads, flush=True)
 
     def graceful_stop() -> None:
         # Held polls notice `closing` at their next check and answer 204; give them up to
         # two check intervals (at most 2 s), then stop serving.
         state["closing"].set()
+        if isinstance(server, GuardedThreadedServer):
+            server.stopping = True
         deadline = time.monotonic() + min(2.0, 2 * config.check_interval + 0.2)
         while state["stats"].waiting and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web, web_protocol
+from aiohttp.web_protocol import RequestHandler
 from yarl import URL
 
 from servers.contract import LOOPBACK
@@ -51,6 +52,31 @@ def _error(status: int, code: str, detail: str) -> web.Response:
     """An error answered by the proxy itself, in the kit's JSON shape."""
     return web.json_response({"error": code, "detail": detail}, status=status,
                              headers={"X-Proxy-Error": code})
+
+
+class JsonErrorsHandler(RequestHandler):
+    """aiohttp's connection handler, answering what its HTTP parser refuses in the kit's JSON.
+
+    aiohttp answers a request it cannot parse (a bad request line, a header line over 8,190
+    bytes) with plain text and logs a traceback; this proxy answers JSON and logs one line.
+    """
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500,
+                     exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # an answer is already on its way: cannot replace it
+            raise ConnectionError("response already started; cannot send an error")
+        reason = (message or (str(exc) if exc else "") or "").strip().splitlines()
+        first = (reason[0] if reason else f"status {status}")[:200]
+        self.logger.warning("proxy: answered %d to %s: %s", status, request.remote, first)
+        if status >= 500:
+            response = _error(status, "proxy_error", "The proxy failed while handling this "
+                              "request; its log says why. Retry, or restart the proxy.")
+        else:
+            response = _error(status, "bad_request", f"The proxy could not read the request "
+                              f"as HTTP/1.1 ({first}); check the request line and headers.")
+        response.force_close()
+        return response
 
 
 @dataclass
@@ -202,8 +228,10 @@ class Proxy:
 async def serve(proxy: Proxy, host: str, port: int) -> None:
     sock = bind_socket(host, port)
     loop = asyncio.get_running_loop()
-    proxy.server = web.Server(proxy.handle, handler_cancellation=True, access_log=None)
-    listener = await loop.create_server(proxy.server, sock=sock)
+    proxy.server = server = web.Server(proxy.handle, handler_cancellation=True)
+    listener = await loop.create_server(  # access_log=None: no access log (typed Logger only)
+        lambda: JsonErrorsHandler(server, loop=loop, access_log=None),  # type: ignore[arg-type]
+        sock=sock)
     announce(NAME, sock, ServerConfig(host=host))
     print(f"forwarding to {proxy.upstream}, read timeout {proxy.read_timeout:g} s", flush=True)
     stop = asyncio.Event()

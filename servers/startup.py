@@ -20,7 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from servers.contract import LOOPBACK, MAX_TIMEOUT_S
+from servers.limits import DEFAULT_REQUEST_TIMEOUT_S
 from servers.store import StoreChoice
+
+#: Where `--token` is read from when it is not on the command line (which shells remember).
+TOKEN_ENV = "POLLING_LAB_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,8 @@ class ServerConfig:
     threaded: bool = True  # the Flask server only
     store: str = "memory"  # "memory", or "sqlite:PATH" (survives restarts)
     max_waiting: int = 15_000  # long polls held at once; beyond it, 503 with Retry-After
-    token: str | None = None  # required by POST /trigger_event when set
+    token: str | None = field(default=None, repr=False)  # needed to publish, when set
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S  # to send a whole request, seconds
     #: `store`, read once: the typed choice that `servers.store.open_log` takes.
     store_choice: StoreChoice = field(init=False, repr=False, compare=False)
 
@@ -53,12 +58,30 @@ class ServerConfig:
             raise ValueError("generate_every must be a positive number of seconds")
         if self.max_waiting < 0:
             raise ValueError("max_waiting must be 0 or more")
+        if not 0 < self.request_timeout <= 3600:
+            raise ValueError("request_timeout must be more than 0 and at most 3600 seconds")
+        if self.token is not None:
+            check_token_choice(self.token)
         if self.token is None and self.host not in LOOPBACK:
             raise ValueError(
                 f"--host {self.host} lets other machines publish events; start with "
                 "--token SECRET so that only people who know it can (learners then use "
                 "connect(url, token))"
             )
+
+
+def check_token_choice(token: str) -> None:
+    """Refuse a token that would open the door or could never be sent; ValueError says why."""
+    if not token.strip():
+        raise ValueError(
+            f"--token (or {TOKEN_ENV}) is empty or blank, which anyone could send; choose a "
+            "real secret, for example python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+        )
+    if token != token.strip() or not token.isprintable():
+        raise ValueError(
+            "--token starts or ends with a space, or holds a control character; HTTP strips "
+            "those from headers, so no client could send it. Use secrets.token_urlsafe(24)."
+        )
 
 
 def parse_config(name: str, argv: list[str] | None = None, *, flask: bool = False) -> ServerConfig:
@@ -75,9 +98,16 @@ def parse_config(name: str, argv: list[str] | None = None, *, flask: bool = Fals
                    help="where events live; sqlite:PATH keeps stream and ids across restarts")
     p.add_argument("--max-waiting", type=int, default=15_000, metavar="N",
                    help="long polls held at once; more get 503 with Retry-After")
-    p.add_argument("--token", default=None,
+    p.add_argument("--token", default=os.environ.get(TOKEN_ENV),
                    help="require 'Authorization: Bearer TOKEN' on POST /trigger_event "
-                        "(needed with a --host other than loopback)")
+                        "(needed with a --host other than loopback). Default: the "
+                        f"{TOKEN_ENV} environment variable, which keeps it out of shell "
+                        "history. Choose one with python -c 'import secrets; "
+                        "print(secrets.token_urlsafe(24))'")
+    p.add_argument("--request-timeout", type=float, default=DEFAULT_REQUEST_TIMEOUT_S,
+                   metavar="S", help="close a connection whose request (line, headers and "
+                   f"body) is not complete after S seconds (default {DEFAULT_REQUEST_TIMEOUT_S:g}"
+                   "); a held long poll is complete, and is not cut")
     if flask:
         p.add_argument("--check-interval", type=float, default=1.0, metavar="S",
                        help="how long the naive long poll sleeps between checks")

@@ -13,6 +13,7 @@ from typing import Any
 
 from servers.contract import ApiError
 from servers.eventlog import EventLog
+from servers.limits import AtLimit, Budget
 
 
 def rss_bytes() -> int:
@@ -30,13 +31,17 @@ class Stats:
     """The counters behind `/stats`. Thread-safe, because the Flask server is threaded.
 
     `max_waiting` is how many long polls may be held at once (more get 503); `settings` are
-    start-up options a server reports as they are, for the lessons that are about them.
+    start-up options a server reports as they are, for the lessons that are about them. A
+    server started from its command line also passes its open-file `budget` (shown in /stats)
+    and the `at_limit` line it writes when it refuses a poll for lack of room.
     """
 
     server: str
     log: EventLog
     max_waiting: int = sys.maxsize
     settings: Mapping[str, Any] = field(default_factory=dict)
+    budget: Budget | None = None
+    at_limit: AtLimit | None = None
     requests: dict[str, int] = field(
         default_factory=lambda: {"events": 0, "poll_for_updates": 0, "trigger_event": 0}
     )
@@ -45,6 +50,8 @@ class Stats:
     peak_waiting: int = 0
     connections: int = 0  # TCP connections accepted since start
     streams: int = 0  # SSE and WebSocket connections open now (servers.streams)
+    checks: int = 0  # looks at the log by held polls after a nap (the sleep loop only)
+    replayed_publishes: int = 0  # publishes answered from an earlier one (Idempotency-Key)
     started: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -61,6 +68,16 @@ class Stats:
         with self._lock:
             self.connections += 1
 
+    def count_check(self) -> None:
+        """A held poll woke from its nap and looked at the log again (the naive server)."""
+        with self._lock:
+            self.checks += 1
+
+    def count_replay(self) -> None:
+        """A retried publish was answered with the event of the first (Idempotency-Key)."""
+        with self._lock:
+            self.replayed_publishes += 1
+
     def wait_started(self, limit: int | None = None) -> None:
         """Count one more held poll, or refuse it with 503 when `limit` are already held.
 
@@ -68,16 +85,30 @@ class Stats:
         """
         limit = self.max_waiting if limit is None else limit
         with self._lock:
-            if self.waiting >= limit:
-                raise ApiError(
-                    503,
-                    "too_many_waiting",
-                    f"This server already holds {limit} long polls, its limit; retry after the "
-                    "number of seconds in the Retry-After header.",
-                    headers={"Retry-After": "2"},
-                )
-            self.waiting += 1
-            self.peak_waiting = max(self.peak_waiting, self.waiting)
+            full = self.waiting >= limit
+            if not full:
+                self.waiting += 1
+                self.peak_waiting = max(self.peak_waiting, self.waiting)
+                return
+        if self.at_limit is not None:
+            self.at_limit.report(self._why_full(limit))
+        raise ApiError(
+            503,
+            "too_many_waiting",
+            f"This server already holds {limit} long polls, its limit; retry after the "
+            "number of seconds in the Retry-After header.",
+            headers={"Retry-After": "2"},
+            close_connection=True,
+        )
+
+    def _why_full(self, limit: int) -> str:
+        budget = self.budget
+        if budget is not None and budget.capped and limit == budget.max_waiting:
+            return (f"at the open-file limit: holding {limit} long polls, as many as "
+                    f"{budget.open_files} open files allow while keeping {budget.margin} "
+                    "connections for /health and publishers; more get 503 with Retry-After")
+        return (f"at --max-waiting: holding {limit} long polls; more get 503 with "
+                "Retry-After")
 
     def wait_ended(self) -> None:
         with self._lock:
@@ -106,8 +137,11 @@ class Stats:
                 "max_waiting": self.max_waiting,
                 "streams": self.streams,
                 "connections": self.connections,
+                "checks": self.checks,
+                "replayed_publishes": self.replayed_publishes,
                 "threads": threading.active_count(),
                 "rss_bytes": rss_bytes(),
                 "uptime_s": round(time.monotonic() - self.started, 3),
+                **(self.budget.stats() if self.budget is not None else {}),
                 **self.settings,
             }

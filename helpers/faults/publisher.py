@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -29,7 +29,8 @@ class Publisher:
     """
 
     def __init__(self, server: Server, rate: float = 20.0, *, total: int | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 on_publish: Callable[[], None] | None = None) -> None:
         if rate <= 0:
             raise ValueError("rate must be a positive number of events per second")
         self.server = server
@@ -40,6 +41,7 @@ class Publisher:
         self.last_id = 0
         self.done = threading.Event()  # set when `total` events have been confirmed
         self._rng = rng or random.Random()
+        self._on_publish = on_publish  # called after each confirmed publish, in its thread
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._session = session_for(server.url)
@@ -70,6 +72,8 @@ class Publisher:
                 continue
             self.published += 1
             self.last_id = max(self.last_id, int(response.json()["event"]["id"]))
+            if self._on_publish is not None:
+                self._on_publish()
 
     def __enter__(self) -> Publisher:
         return self.start()

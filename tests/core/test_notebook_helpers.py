@@ -39,7 +39,7 @@ class Thing:
 
 
 def test_clean_up_stops_everything_when_headless(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(notebook, "headless", lambda: True)
+    monkeypatch.setattr(notebook, "unattended", lambda: True)
     panel, server = Thing(), Thing()
     assert "Stopped 2" in clean_up(panel, server)
     assert panel.calls == server.calls == ["close"]
@@ -48,7 +48,19 @@ def test_clean_up_stops_everything_when_headless(monkeypatch: pytest.MonkeyPatch
 
 
 def test_clean_up_leaves_everything_running_in_jupyterlab(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(notebook, "headless", lambda: False)
+    monkeypatch.setattr(notebook, "unattended", lambda: False)
     panel = Thing()
     assert "Shut the kernel down" in clean_up(panel)
     assert panel.calls == []
+
+
+def test_unattended_is_its_own_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shrinking runs (headless) and stopping everything at the end (unattended) are separate:
+    the browser test's JupyterLab shrinks runs, but its panels must stay live after Run All."""
+    from helpers.experiment import headless, unattended
+
+    monkeypatch.setenv("POLLING_LAB_HEADLESS", "1")
+    monkeypatch.setenv("POLLING_LAB_UNATTENDED", "0")
+    assert headless() and not unattended()
+    monkeypatch.setenv("POLLING_LAB_UNATTENDED", "1")
+    assert unattended()

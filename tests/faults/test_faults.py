@@ -294,12 +294,36 @@ def test_fault_panel_buttons_do_what_the_functions_do(launched: Callable[..., Se
         assert server.health()["stream"] != stream
         assert [a.text.split()[0] for a in panel.actions] == ["killed", "the", "stalled",
                                                               "restarted"]
-        assert "stream resets" in panel.status.value
+        assert "stream resets" in panel.counters.value
         panel.close()
     bare = FaultPanel(server)  # nothing to kill or cut: those buttons are disabled
     assert bare.kill_button.disabled and bare.cut_button.disabled
     assert not bare.restart_button.disabled
     bare.close()
+
+
+def test_fault_panel_start_trigger_stop_as_a_learner_clicks_them(
+        launched: Callable[..., Server], wait_for: Callable[..., None]) -> None:
+    server = launched("asyncio", hold=30)
+    swarm = Swarm(server.url, 10, "long", hold=30, backoff_cap=0.2)
+    panel = FaultPanel(server, swarm=swarm, rate=20)
+    assert not panel.live and panel.stop_button.disabled
+    for round_ in range(2):  # a second Start carries on from the clients' cursors
+        panel.start_button.click()
+        assert panel.live and panel.start_button.disabled and not panel.stop_button.disabled
+        before = panel.triggered
+        for _ in range(3):
+            panel.trigger_button.click()
+        wait_for(lambda b=before: panel.triggered >= b + 10, 10, "the publisher to publish")
+        panel.stop_button.click()
+        assert not swarm.running and not panel.start_button.disabled, round_
+        last_id = server.stats()["last_event_id"]
+        report = delivery_report(swarm.metrics, last_id, [c.name for c in swarm.cursors])
+        assert report["complete"] == 10 and report["missing"] == report["duplicates"] == 0
+        assert panel.triggered == last_id  # every event came from this panel
+    panel.refresh()
+    assert f"<b>{last_id:,}</b>" in panel.counters.value and panel.plot.value
+    panel.close()
 
 
 @pytest.mark.slow

@@ -144,3 +144,37 @@ def test_health_and_triggered_bodies() -> None:
     assert health("demo", "s1") == {"status": "ok", "server": "demo", "stream": "s1"}
     event = {"id": 1, "timestamp": 1.0, "message": "m"}
     assert triggered(event) == {"status": "event triggered", "event": event}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("header", ["Bearer s3cret", "bearer s3cret", "BEARER s3cret",
+                                    "BeArEr s3cret"])
+def test_the_scheme_is_case_insensitive_and_the_token_is_not(header: str) -> None:
+    check_token("s3cret", header)
+    with pytest.raises(ApiError):
+        check_token("s3cret", header.upper())  # BEARER S3CRET: the wrong token
+
+
+@pytest.mark.parametrize("header", ["Bearer clé", "Bearer ✓", "Bearer \udcff", "Bearer \x00"])
+def test_a_non_ascii_header_is_a_401_not_a_500(header: str) -> None:
+    with pytest.raises(ApiError) as refused:
+        check_token("s3cret", header)
+    assert refused.value.status == 401
+    with pytest.raises(ApiError):
+        check_token("clé", header)
+
+
+def test_a_non_ascii_token_matches_its_utf8_bytes_as_a_server_hands_them_over() -> None:
+    as_received = "clé".encode().decode("latin-1")  # how WSGI and ASGI pass header bytes
+    check_token("clé", f"Bearer {as_received}")
+
+
+def test_raw_response_is_a_whole_http_answer_with_the_json_error() -> None:
+    import json
+
+    from servers.contract import raw_response, request_timeout
+
+    raw = raw_response(request_timeout(2))
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert b"Connection: close" in head and f"Content-Length: {len(body)}".encode() in head
+    assert json.loads(body)["error"] == "request_timeout"

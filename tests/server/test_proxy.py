@@ -186,3 +186,36 @@ def test_many_clients_at_once(upstream: Server, proxy: Server) -> None:
     for t in threads:
         t.join(20)
     assert not errors, errors[:3]
+
+
+def _raw(url: str, data: bytes) -> tuple[bytes, bytes]:
+    """Send `data` as it is and read the whole answer: (head, body)."""
+    import socket
+
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head, body
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GARBAGE\r\n\r\n",
+    b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20_000 + b"\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200))
+    + b"\r\n",
+], ids=["bad request line", "long url", "long header", "too many headers"])
+def test_what_the_proxys_parser_refuses_is_a_json_error(proxy: Server,
+                                                         request_bytes: bytes) -> None:
+    import json
+
+    head, body = _raw(proxy.url, request_bytes)
+    assert head.split(b"\r\n")[0].split()[1] == b"400", head
+    assert b"content-type: application/json" in head.lower(), head
+    error = json.loads(body)
+    assert error["error"] == "bad_request" and "could not read the request" in error["detail"]
+    assert requests.get(proxy.url + "/_proxy/stats", timeout=5).status_code == 200

@@ -132,3 +132,11 @@ def test_generate_publishes_from_a_task_until_cancelled() -> None:
 
     asyncio.run(asyncio.wait_for(run(), timeout=5))
     assert published[:2] == ["Generated event #1", "Generated event #2"]
+
+
+@pytest.mark.parametrize("seconds", [0, -1, 3601])
+def test_the_request_timeout_must_be_sensible(seconds: float) -> None:
+    with pytest.raises(ValueError, match="request_timeout"):
+        ServerConfig(request_timeout=seconds)
+    assert ServerConfig().request_timeout == 10.0
+    assert parse_config("fastapi_server", ["--request-timeout", "2.5"]).request_timeout == 2.5
