@@ -11,7 +11,9 @@
 * `GuardedProtocol` is uvicorn's HTTP protocol (with the one-write transport of
   `servers.fast_path`) that also counts connections for `/stats`, closes a request that is not
   complete after `--request-timeout` with a JSON 408 (a held poll is complete: it is never
-  cut), and answers a request its parser refuses with the API's JSON 400, not plain text.
+  cut), and answers a request its parser refuses with the API's JSON 400, not plain text. A
+  connection upgraded to a WebSocket leaves this protocol for uvicorn's WebSocket one: its
+  request is complete, so the timeout is off, and the gate still hears when it closes.
 * `GuardedServer` runs the gate, and stops it first when the server stops.
 """
 
@@ -51,6 +53,7 @@ class ConnectionGate:
         self._stopped = False
         self._factory: Callable[[], asyncio.Protocol] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._counted: dict[type[asyncio.Protocol], type[asyncio.Protocol]] = {}
 
     def serve(self, sockets: list[socket.socket], factory: Callable[[], asyncio.Protocol]) -> None:
         """Start accepting on `sockets`, making each connection's protocol with `factory`."""
@@ -74,6 +77,22 @@ class ConnectionGate:
         self.open -= 1
         if not self._reading and not self._stopped and self.open < self.limit:
             self._resume()
+
+    def counted(self, protocol: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
+        """`protocol`, telling this gate when its connection closes: for a connection that
+        leaves the HTTP protocol (an upgrade to a WebSocket), whose `connection_lost` no longer
+        runs, so the gate would count it open forever and, after `limit` of them, stop accepting.
+        """
+        if protocol not in self._counted:
+            gate = self
+
+            class Counted(protocol):  # type: ignore[valid-type, misc]
+                def connection_lost(self, exc: Exception | None) -> None:
+                    super().connection_lost(exc)
+                    gate.closed()
+
+            self._counted[protocol] = Counted
+        return self._counted[protocol]
 
     def _resume(self) -> None:
         if self._reading or self._stopped or self._loop is None:
@@ -152,6 +171,14 @@ class GuardedProtocol(fast_path.OneWritePerResponse):
         super().data_received(data)
         if self._deadline is not None and self._request_complete():
             self._disarm()  # complete: from now on it may be held as long as it asks
+
+    def handle_websocket_upgrade(self, *args: Any) -> None:
+        """The request became a WebSocket: complete, so never timed out from now on (it was cut
+        after --request-timeout), and counted by the gate until the WebSocket closes."""
+        self._disarm()
+        upgraded: Any = self
+        upgraded.ws_protocol_class = self.gate.counted(upgraded.ws_protocol_class)
+        super().handle_websocket_upgrade(*args)
 
     def send_400_response(self, msg: str) -> None:
         """The parser refused the request: answer the API's JSON instead of uvicorn's text."""

@@ -4,6 +4,7 @@
   /health answers throughout, and the server says once, in one line, that it was at the limit.
 * A request that arrives too slowly is closed (with a JSON 408) after --request-timeout; a held
   long poll is not, and Flask's threads stay bounded while slow clients trickle in.
+* A WebSocket is neither cut by that timeout nor kept in the connection count once it closes.
 
 These servers are started here, not by `launch()`, because each needs a lowered open-file
 limit of its own (soft and hard, so that it cannot raise it back).
@@ -30,6 +31,7 @@ from typing import Any
 
 import pytest
 import requests
+from websockets.sync.client import connect
 
 MODULES = {"asyncio": "servers.fastapi_server", "naive": "servers.flask_server"}
 READY = re.compile(r"serving on http://127\.0\.0\.1:(\d+)")
@@ -355,3 +357,35 @@ def test_a_chunked_body_is_read_whole_and_a_trickled_one_is_cut(
     took, answer = results[0]
     assert REQUEST_TIMEOUT_S * 0.9 <= took < REQUEST_TIMEOUT_S + 1.5
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+
+
+# --- a WebSocket leaves the HTTP protocol's guard in both senses -------------------------------
+# Found holding 2,000 WebSockets for the fan-out bench: every one was closed, a 408 written into
+# its stream, --request-timeout after it opened; and a closed one kept its place in the gate, so
+# after as many as the open-file budget allows had come and gone, nothing more was accepted.
+
+def _ws_url(server: LimitedServer) -> str:
+    return server.url.replace("http://", "ws://") + "/ws"
+
+
+@pytest.mark.live
+def test_a_websocket_outlives_the_request_timeout(limited: Callable[..., LimitedServer]) -> None:
+    server = limited("asyncio", 1024, "--request-timeout", "0.5")
+    with connect(_ws_url(server), open_timeout=5, proxy=None) as ws:
+        assert json.loads(ws.recv(timeout=5))["type"] == "hello"
+        time.sleep(1.5)  # three request timeouts
+        published = requests.post(server.url + "/trigger_event", json={"message": "later"},
+                                  timeout=5).json()["event"]
+        frame = json.loads(ws.recv(timeout=5))
+    assert frame == {"type": "event", "event": published}
+
+
+@pytest.mark.live
+def test_closed_websockets_free_their_place_in_the_gate(
+        limited: Callable[..., LimitedServer]) -> None:
+    server = limited("asyncio", 96)
+    room = server.stats()["open_files"]["connections"]
+    for _ in range(room + 10):  # one after another: never more than one open at once
+        with connect(_ws_url(server), open_timeout=5, proxy=None) as ws:
+            assert json.loads(ws.recv(timeout=5))["type"] == "hello"
+    assert requests.get(server.url + "/health", timeout=5).status_code == 200
