@@ -43,7 +43,7 @@ notebooks: $(DEV)
 test-slow: $(DEV)
 	$(BIN)/pytest tests -m slow --durations=0
 
-## make test-browser: Run All, then every panel, in notebooks 01-06 in JupyterLab in headless Chromium (Debian's
+## make test-browser: Run All, then every panel, in every notebook from 01 on, in JupyterLab in headless Chromium (Debian's
 ## /usr/bin/chromium, or POLLING_LAB_CHROMIUM); screenshots go to results/screenshots/
 test-browser: $(DEV)
 	$(BIN)/pytest tests/browser -m browser -p no:cacheprovider --durations=0

@@ -112,6 +112,17 @@ class WireCounter:
 
     async def _relay(self, client_reader: asyncio.StreamReader,
                      client_writer: asyncio.StreamWriter) -> None:
+        """One relayed connection, until either side closes or `stop()` cancels it.
+
+        Cancelled, it ends as finished, not as cancelled: Python 3.11's `start_server` asks a
+        handler task for its exception when it is done, and for a cancelled one that raises, so
+        every stop printed a CancelledError traceback into the notebook (the browser test saw it).
+        """
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._relay_connection(client_reader, client_writer)
+
+    async def _relay_connection(self, client_reader: asyncio.StreamReader,
+                                client_writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._relays.add(task)
