@@ -102,6 +102,7 @@ def untrusted(url: str, exc: BaseException) -> UntrustedCertificate:
     return UntrustedCertificate(
         f"The server at {url} presented a certificate this client does not trust ({exc}). For "
         "a server that launch(..., tls=True) started, pass verify=server.ca_file to the client "
-        "(LongPollClient, SSEClient, WebSocketClient, ...); for a real server, check its "
-        "address and that its certificate is signed by a CA your system trusts. Never turn "
+        "(LongPollClient, SSEClient, WebSocketClient, ...); for a shared server, pass the "
+        "CA file you were given: connect(url, verify=PATH); for a real server, check its "
+        "address and that a CA your system trusts signed its certificate. Never turn "
         "verification off.")

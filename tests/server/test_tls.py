@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import LongPollClient, PollingLabError, Server, SSEClient, WebSocketClient
+from helpers import LongPollClient, PollingLabError, Server, SSEClient, WebSocketClient, connect
 from helpers.errors import UntrustedCertificate
 from helpers.http import KeptConnection, request
 from helpers.launcher import PROJECT_ROOT
@@ -156,11 +156,38 @@ def test_a_missing_certificate_is_refused_before_serving(tmp_path: Path, module:
     assert "serving on" not in result.stdout
 
 
-def test_a_silent_client_does_not_stop_the_flask_server(launched: Callable[..., Server]) -> None:
-    """A connection that never starts its TLS handshake must not block the accept loop."""
-    server = launched("flask", tls=True)
+@pytest.mark.parametrize("kind", ["asyncio", "flask"])
+def test_a_client_that_never_starts_its_handshake_is_let_go(launched: Callable[..., Server],
+                                                             kind: str) -> None:
+    """It must not block the accept loop meanwhile, nor hold its connection past the timeout."""
+    server = launched(kind, tls=True, request_timeout=1)
     port = int(server.url.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=2):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as silent:
         time.sleep(0.2)
-        assert requests.get(server.url + "/health", verify=str(server.ca_file),
-                            timeout=3).ok
+        assert requests.get(server.url + "/health", verify=str(server.ca_file), timeout=3).ok
+        started = time.monotonic()
+        assert silent.recv(100) == b""  # closed by the server, without a word
+        assert time.monotonic() - started < 3
+
+
+def test_a_restart_keeps_https_and_the_same_ca(launched: Callable[..., Server]) -> None:
+    server = launched("asyncio", tls=True)
+    ca_file = server.ca_file
+    server.restart()
+    assert server.url.startswith("https://") and server.ca_file == ca_file
+    assert server.health()["status"] == "ok"
+    server.restart(tls=False)
+    assert server.url.startswith("http://") and server.verify is True
+    assert server.health()["status"] == "ok"
+
+
+def test_connect_to_a_shared_https_server_with_its_ca(launched: Callable[..., Server]) -> None:
+    server = launched("asyncio", tls=True)
+    with pytest.raises(UntrustedCertificate, match="connect\\(url, verify=PATH\\)"):
+        connect(server.url)
+    shared = connect(server.url, verify=str(server.ca_file))
+    try:
+        assert shared.kind == "fastapi" and shared.trigger("hi")["message"] == "hi"
+        assert shared.verify == str(server.ca_file)
+    finally:
+        shared.stop()
