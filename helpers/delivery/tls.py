@@ -55,6 +55,7 @@ def _median_ms(run: Callable[[], object], samples: int) -> float:
 
 def handshake_cost(server: Server, samples: int = 30) -> HandshakeCost:
     """Time new connections and requests to `server` (an https one), `samples` times each."""
+    require_https(server)
     parts = urlsplit(server.url)
     address = (parts.hostname or "127.0.0.1", parts.port or 443)
     context = client_context(server.verify)
@@ -121,6 +122,7 @@ def handshakes_per_event(server: Server, events: int = 20,
     event is published only once the one before it arrived, so every long-poll answer carries
     exactly one event (at a rate, several could share one answer and hide the cost).
     """
+    require_https(server)
     return [_one_way(server, way, events) for way in ways]
 
 
@@ -142,6 +144,13 @@ def _one_way(server: Server, way: Way, events: int) -> HandshakeRow:
     finally:
         client.stop()
     return HandshakeRow(way, summary["events"], connections, summary["latency_ms_p50"])
+
+
+def require_https(server: Server) -> None:
+    """Raise ValueError unless `server` serves https, saying how to start one that does."""
+    if not server.url.startswith("https://"):
+        raise ValueError(f"{server.url} is not an https server; start one with "
+                         "launch(kind, tls=True)")
 
 
 def _listening(server: Server) -> int:

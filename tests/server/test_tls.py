@@ -191,3 +191,13 @@ def test_connect_to_a_shared_https_server_with_its_ca(launched: Callable[..., Se
         assert shared.verify == str(server.ca_file)
     finally:
         shared.stop()
+
+
+def test_stop_returns_promptly_during_a_held_https_poll(launched: Callable[..., Server]) -> None:
+    server = launched("asyncio", tls=True)
+    client = LongPollClient(server.url, hold=30, verify=server.verify).start()
+    wait_for(lambda: server.stats()["waiting"] >= 1, 10, "the poll to be held")
+    started = time.monotonic()
+    client.stop()
+    assert time.monotonic() - started < 1.5 and not client.running
+    assert client.error is None
