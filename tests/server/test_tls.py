@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import LongPollClient, PollingLabError, Server, SSEClient, WebSocketClient, connect
+from helpers import (
+    LongPollClient,
+    PollingLabError,
+    Server,
+    SSEClient,
+    WebSocketClient,
+    connect,
+    measure,
+)
 from helpers.errors import UntrustedCertificate
 from helpers.http import KeptConnection, request
 from helpers.launcher import PROJECT_ROOT
@@ -201,3 +209,9 @@ def test_stop_returns_promptly_during_a_held_https_poll(launched: Callable[..., 
     client.stop()
     assert time.monotonic() - started < 1.5 and not client.running
     assert client.error is None
+
+
+def test_an_experiment_on_an_https_server_verifies_its_ca(launched: Callable[..., Server]) -> None:
+    server = launched("asyncio", tls=True)
+    result = measure(server, seconds=1.0, strategy="long", rate=5)
+    assert result["events"] >= 2 and result["errors"] == 0, result
