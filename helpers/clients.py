@@ -4,8 +4,9 @@ Both follow the article's advice and the kit's API: one `requests.Session` (its 
 reused between polls), a (connect, read) timeout tuple whose read part is longer than the
 server's hold, a `last_event_id` cursor, and exponential backoff with full jitter after
 connection errors and 5xx. A 502 or 504 from a proxy that ended a long poll's hold is an empty
-poll, not an error (see `gateway_ended_hold`). They never print: read `client.metrics` or pass
-`on_events`.
+poll, not an error (see `gateway_ended_hold`). Over https, `verify` names the CA that the
+server's certificate is checked against (`helpers.tls`). They never print: read
+`client.metrics` or pass `on_events`.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import urllib3
 import urllib3.connection
 from requests.adapters import HTTPAdapter
 
-from helpers.errors import PollError, ServerUnavailable
+from helpers.errors import PollError, PollingLabError, ServerUnavailable, UntrustedCertificate
 from helpers.http import error_for, json_or_none
 from helpers.metrics import Metrics
+from helpers.tls import Verify, certificate_refused, requests_verify, untrusted
 from servers.contract import LOOPBACK, STREAM_HEADER, Event
 
 CONNECT_TIMEOUT_S = 3.05
@@ -145,15 +147,26 @@ class _AbortableAdapter(HTTPAdapter):
         class Connection(urllib3.connection.HTTPConnection):
             def connect(self) -> None:
                 super().connect()
-                adapter.sockets.add(self.sock)
-                if adapter.aborted:  # abort() came while we connected: don't start a hold
-                    self.sock.shutdown(socket.SHUT_RDWR)
+                adapter.remember(self.sock)
+
+        class TLSConnection(urllib3.connection.HTTPSConnection):
+            def connect(self) -> None:
+                super().connect()  # the TCP connection, then the TLS handshake
+                adapter.remember(self.sock)
 
         class Pool(urllib3.HTTPConnectionPool):
             ConnectionCls = Connection
 
+        class TLSPool(urllib3.HTTPSConnectionPool):
+            ConnectionCls = TLSConnection
+
         self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme,
-                                                   "http": Pool}
+                                                   "http": Pool, "https": TLSPool}
+
+    def remember(self, sock: socket.socket) -> None:
+        self.sockets.add(sock)
+        if self.aborted:  # abort() came while we connected: don't start a hold
+            sock.shutdown(socket.SHUT_RDWR)
 
     def abort(self) -> None:
         self.aborted = True
@@ -172,7 +185,8 @@ class PollClient:
     def __init__(self, url: str, *, metrics: Metrics | None = None, last_event_id: int = 0,
                  limit: int = 100, name: Hashable | None = None,
                  on_events: Callable[[Sequence[Event]], None] | None = None,
-                 backoff_base: float = 0.1, backoff_cap: float = 5.0) -> None:
+                 backoff_base: float = 0.1, backoff_cap: float = 5.0,
+                 verify: Verify = True) -> None:
         self.url = url.rstrip("/")
         self.metrics = metrics if metrics is not None else Metrics()
         self.cursor = Cursor(name if name is not None else id(self), self.metrics, last_event_id)
@@ -180,12 +194,14 @@ class PollClient:
         self.on_events = on_events
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        self.error: PollError | None = None  # set when a 4xx stopped the client
+        self.error: PollingLabError | None = None  # a 4xx or an untrusted certificate stopped it
         self._adapter = _AbortableAdapter()
         self.session = requests.Session()
+        self.session.verify = requests_verify(verify)  # https: the CA to check the server with
         # The kit's servers are on this machine: a proxy from the environment can't reach them.
         self.session.trust_env = urlsplit(self.url).hostname not in LOOPBACK
         self.session.mount("http://", self._adapter)
+        self.session.mount("https://", self._adapter)
         self.session.headers["User-Agent"] = "polling-lab"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -220,7 +236,8 @@ class PollClient:
     def poll_once(self) -> list[Event]:
         """Send one request, update the cursor and metrics, and return the new events.
 
-        Raises ServerUnavailable (worth retrying) or PollError (a 4xx: don't retry).
+        Raises ServerUnavailable (worth retrying), or PollError (a 4xx) or UntrustedCertificate
+        (pass `verify=server.ca_file`), which retrying won't fix.
         """
         self.metrics.count_request()
         try:
@@ -228,6 +245,8 @@ class PollClient:
                                         headers=self.cursor.request_headers(),
                                         timeout=self.request_timeout())
         except requests.RequestException as exc:
+            if certificate_refused(exc):
+                raise untrusted(self.url, exc) from exc
             raise ServerUnavailable(f"{type(exc).__name__}: {exc}") from exc
         events = self.cursor.apply(response.status_code, response.headers, response.json,
                                    time.time())
@@ -241,7 +260,7 @@ class PollClient:
             started = time.monotonic()
             try:
                 self.poll_once()
-            except PollError as exc:
+            except (PollError, UntrustedCertificate) as exc:
                 self.error = exc
                 self.metrics.record_error(str(exc))
                 return  # the same request would fail the same way: stop, keep the reason

@@ -37,3 +37,11 @@ class PollError(PollingLabError):
         self.status = status
         self.code = code
         self.detail = detail
+
+
+class UntrustedCertificate(PollingLabError):
+    """A TLS handshake failed: the server's certificate is not signed by a CA this client trusts.
+
+    The message says which server, and what to pass: `verify=server.ca_file` for a server that
+    `launch(..., tls=True)` started. Retrying won't help; turning verification off is never the fix.
+    """

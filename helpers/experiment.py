@@ -119,10 +119,10 @@ class Experiment:
                                   hold=s.hold, metrics=self.metrics, last_event_id=now).start()
         elif s.strategy == "short":
             self._clients = ShortPollClient(self.server.url, s.interval, metrics=self.metrics,
-                                            last_event_id=now).start()
+                                            last_event_id=now, verify=self.server.verify).start()
         else:
             self._clients = LongPollClient(self.server.url, s.hold, metrics=self.metrics,
-                                           last_event_id=now).start()
+                                           last_event_id=now, verify=self.server.verify).start()
         self._stop_trigger.clear()
         self._trigger_thread = threading.Thread(
             target=auto_trigger, args=(self._stop_trigger, lambda: self.settings.rate,

@@ -8,6 +8,7 @@ Whatever goes wrong becomes one of the kit's exceptions (`helpers.errors`), with
 attached as `__cause__`:
 
 * no answer (refused, reset, timed out) -> `ServerUnavailable`;
+* a server certificate that `verify` does not vouch for -> `UntrustedCertificate`;
 * an HTTP error answer -> `error_for()`: a 5xx is `ServerUnavailable` (worth retrying, with its
   `Retry-After`), a 4xx is `PollError` with the server's JSON `error` code and `detail`.
 
@@ -32,6 +33,13 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 from helpers.errors import PollError, PollingLabError, ServerUnavailable
+from helpers.tls import (
+    Verify,
+    certificate_refused,
+    client_context,
+    refuse_no_verification,
+    untrusted,
+)
 from servers.contract import LOOPBACK
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -141,6 +149,8 @@ def request(method: str, url: str, *, session: requests.Session | None = None,
         try:
             response = used.request(method, url, timeout=timeout, **kwargs)
         except requests.RequestException as exc:
+            if certificate_refused(exc):
+                raise untrusted(url, exc) from exc
             raise (on_unreachable(exc) if on_unreachable else
                    unreachable(method, url, exc)) from exc
     finally:
@@ -170,12 +180,15 @@ class KeptConnection:
     Cheaper than a `requests.Session` per call for a loop that asks many times a second (a
     publisher, a stats sampler), and the address is read from `url()` before every request,
     so a server restarted on another port is followed. Errors are translated as `request()`
-    translates them.
+    translates them. An https URL is checked against `verify` (`helpers.tls`).
     """
 
-    def __init__(self, url: Callable[[], str] | str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, url: Callable[[], str] | str, timeout: float = DEFAULT_TIMEOUT_S, *,
+                 verify: Verify = True) -> None:
         self._url = url if callable(url) else (lambda: url)
         self.timeout = timeout
+        self.verify = verify
+        refuse_no_verification(verify)
         self._conn: http.client.HTTPConnection | None = None
         self._address: tuple[str, int] | None = None
 
@@ -193,6 +206,8 @@ class KeptConnection:
         try:
             answer = self._send(method, path, body, sent_headers)
         except (OSError, http.client.HTTPException) as exc:
+            if certificate_refused(exc):
+                raise untrusted(self._url(), exc) from exc
             raise ServerUnavailable(f"{method} {self._url()}{path} got no answer: "
                                     f"{type(exc).__name__}: {exc}") from exc
         if answer.status >= 400:
@@ -207,12 +222,16 @@ class KeptConnection:
     def _send(self, method: str, path: str, body: bytes | None,
               headers: dict[str, str]) -> Answer:
         url = urlsplit(self._url())  # read each time: a restart may change the port
-        address = (url.hostname or "127.0.0.1", url.port or 80)
+        tls = url.scheme == "https"
+        address = (url.hostname or "127.0.0.1", url.port or (443 if tls else 80))
         conn = self._conn
         fresh = conn is None or address != self._address
         if conn is None or fresh:
             self.close()
-            conn = self._conn = http.client.HTTPConnection(*address, timeout=self.timeout)
+            conn = self._conn = (
+                http.client.HTTPSConnection(*address, timeout=self.timeout,
+                                            context=client_context(self.verify)) if tls else
+                http.client.HTTPConnection(*address, timeout=self.timeout))
             self._address = address
         try:
             conn.request(method, path, body=body, headers=headers)

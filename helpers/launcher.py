@@ -32,11 +32,12 @@ from helpers.errors import PollingLabError, ServerNotReady, ServerUnavailable
 from helpers.http import loopback_session, publish_with_retries, refusal, request
 from helpers.kinds import find_kind, kind_of_module
 from helpers.processes import cpu_seconds, signal_group, stop_process_group
+from helpers.tls import Certificate, Verify, throwaway_certificate
 from servers.startup import ServerConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-_READY_LINE = re.compile(rb"serving on (http://\S+)")
+_READY_LINE = re.compile(rb"serving on (https?://\S+)")
 _running: set[Server] = set()
 _log_dir: Path | None = None
 
@@ -56,7 +57,7 @@ def _flags(options: dict[str, Any]) -> list[str]:
     """Turn launch() keyword options into the server's command-line flags."""
     flags: list[str] = []
     for key, value in options.items():
-        if value is None:
+        if value is None or key == "tls":  # tls=True: Server.start passes the certificate
             continue
         if key == "threaded":
             flags.append("--threaded" if value else "--single-threaded")
@@ -85,6 +86,9 @@ class ServerHandle(abc.ABC):
     module: str
     options: dict[str, Any]
     timeout: float = 5.0  # seconds each call may take
+    #: What a client checks this server's certificate against (`helpers.tls.Verify`): the
+    #: system's CAs, or for a server `launch(..., tls=True)` started, its throwaway CA's file.
+    verify: Verify = True
 
     def __init__(self, session: requests.Session) -> None:
         self._session = session
@@ -185,7 +189,25 @@ class Server(ServerHandle):
         self.url = ""
         self.log_path = log_dir / "not-started.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.certificate: Certificate | None = None  # made on the first start with tls=True
         super().__init__(loopback_session())
+
+    @property
+    def ca_file(self) -> Path | None:
+        """The throwaway CA a client must trust (`verify=server.ca_file`); None without TLS."""
+        return self.certificate.ca_file if self.certificate else None
+
+    def _tls_flags(self) -> list[str]:
+        """`--tls CERT KEY` when the options ask for TLS; one certificate for every restart."""
+        if not self.options.get("tls"):
+            self.verify = True
+            return []
+        if self.certificate is None:
+            self.certificate = throwaway_certificate(Path(tempfile.mkdtemp(
+                prefix=f"{self.kind}-tls-", dir=self.log_dir)))
+        self.verify = self.certificate.ca_file
+        self._session.verify = str(self.certificate.ca_file)
+        return self.certificate.server_flags()
 
     def start(self) -> None:
         """Start the process and return once it answers `/health` (see `launch()`).
@@ -198,7 +220,7 @@ class Server(ServerHandle):
         stamp = time.strftime("%H%M%S")
         self.log_path = self.log_dir / f"{self.kind}-{stamp}-{len(os.listdir(self.log_dir))}.log"
         command = [sys.executable, "-u", "-m", self.module, "--host", self.host,
-                   "--port", str(self.port), *_flags(self.options)]
+                   "--port", str(self.port), *_flags(self.options), *self._tls_flags()]
         env = {**os.environ, "POLLING_LAB_PARENT_PID": str(os.getpid()),
                "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
                                                            os.environ.get("PYTHONPATH")]))}
@@ -305,7 +327,9 @@ def launch(kind: str = "asyncio", *, host: str = "127.0.0.1", port: int = 0,
 
     `kind` is "short", "naive" or "flask" (the Flask server), or "asyncio" or "fastapi" (the
     FastAPI server). `options` become the server's flags: `hold`, `retention`,
-    `generate_every`, and for Flask `check_interval` and `threaded`. Leave `port` at 0 to get a
+    `generate_every`, and for Flask `check_interval` and `threaded`. `tls=True` serves https
+    with a throwaway certificate (`helpers.tls`): then `url` starts with https:// and clients
+    pass `verify=server.ca_file`. Leave `port` at 0 to get a
     free port. Use the result as a context manager, or call `.stop()`. `launch("proxy",
     upstream=server.url, read_timeout=S)` puts the bundled reverse proxy in front of a server.
 

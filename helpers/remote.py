@@ -20,15 +20,19 @@ import requests
 from helpers.errors import PollError, PollingLabError, ServerNotReady, ServerUnavailable
 from helpers.http import error_for, json_or_none, request, session_for
 from helpers.launcher import ServerHandle
+from helpers.tls import Verify, requests_verify
 
 
 class RemoteServer(ServerHandle):
     """A bundled server that runs elsewhere: the calls a notebook makes to it, over HTTP."""
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 5.0,
+                 verify: Verify = True) -> None:
         super().__init__(session_for(url))
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.verify = verify
+        self._session.verify = requests_verify(verify)
         #: Start-up options are the instructor's; none are known, or changeable, from here.
         self.options: dict[str, Any] = {}
         self.kind = ""
@@ -119,13 +123,16 @@ class RemoteServer(ServerHandle):
         return f"<RemoteServer {self.kind} at {self.url}{token}>"
 
 
-def connect(url: str, token: str | None = None, *, timeout: float = 5.0) -> RemoteServer:
+def connect(url: str, token: str | None = None, *, timeout: float = 5.0,
+            verify: Verify = True) -> RemoteServer:
     """Connect to a running bundled server, such as the instructor's, instead of launching one.
 
     `token` is the one the server was started with (`--token`); it is needed to publish events
-    on a server that listens beyond loopback. Returns a RemoteServer, which a notebook uses like
-    the `Server` from `launch()`, except that `stop()` only closes the connection and
-    `restart()` raises.
+    on a server that listens beyond loopback. For an https server whose certificate a
+    workshop CA signed, `verify` is the path of that CA's file (clients then take
+    `verify=server.verify`); the default trusts the system's CAs. Returns a RemoteServer,
+    which a notebook uses like the `Server` from `launch()`, except that `stop()` only closes
+    the connection and `restart()` raises.
 
     Raises ServerNotReady, saying what to check, if nothing that looks like a Polling Lab server
     answers `url + "/health"` within `timeout` seconds. Raises ValueError for a URL that is not
@@ -134,6 +141,6 @@ def connect(url: str, token: str | None = None, *, timeout: float = 5.0) -> Remo
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"connect() needs a URL like http://10.0.0.5:8000, not {url!r}.")
-    server = RemoteServer(url, token, timeout=timeout)
+    server = RemoteServer(url, token, timeout=timeout, verify=verify)
     server._connect()
     return server

@@ -31,9 +31,16 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.sync.client import connect
 
 from helpers.clients import CONNECT_TIMEOUT_S, READ_MARGIN_S, Cursor, backoff_delay
-from helpers.errors import PollError, ServerUnavailable
+from helpers.errors import PollError, PollingLabError, ServerUnavailable, UntrustedCertificate
 from helpers.metrics import Metrics
 from helpers.sse import SSEParser
+from helpers.tls import (
+    Verify,
+    certificate_refused,
+    client_context,
+    refuse_no_verification,
+    untrusted,
+)
 from servers.contract import STREAM_HEADER, Event
 
 #: API.md promises a keep-alive comment at least every 15 s on a quiet SSE stream, so a stream
@@ -48,19 +55,23 @@ class StreamClient:
                  name: Hashable | None = None,
                  on_events: Callable[[Sequence[Event]], None] | None = None,
                  backoff_base: float = 0.1, backoff_cap: float = 5.0,
-                 read_timeout: float = STREAM_READ_TIMEOUT_S) -> None:
+                 read_timeout: float = STREAM_READ_TIMEOUT_S, verify: Verify = True) -> None:
         self.url = url.rstrip("/")
         parts = urlsplit(self.url)
-        if parts.scheme != "http" or parts.hostname is None:
+        if parts.scheme not in ("http", "https") or parts.hostname is None:
             raise ValueError(f"url must look like http://127.0.0.1:8000, not {url!r}")
-        self.host, self.port = parts.hostname, parts.port or 80
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        refuse_no_verification(verify)
+        #: https: the context each connection's TLS handshake checks the server's certificate with
+        self.tls = client_context(verify) if parts.scheme == "https" else None
         self.metrics = metrics if metrics is not None else Metrics()
         self.cursor = Cursor(name if name is not None else id(self), self.metrics, last_event_id)
         self.on_events = on_events
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.read_timeout = read_timeout
-        self.error: PollError | None = None  # set when a 4xx stopped the client
+        self.error: PollingLabError | None = None  # a 4xx or an untrusted certificate stopped it
         self.connections = 0  # connections opened so far (requests_per_event counts them too)
         self.delivered = 0  # events delivered so far
         self._stop = threading.Event()
@@ -77,11 +88,19 @@ class StreamClient:
         return self._thread is not None and self._thread.is_alive()
 
     def _connect_socket(self) -> socket.socket:
-        """A TCP connection to the server, which `stop()` can shut down from another thread."""
+        """A TCP connection to the server, which `stop()` can shut down from another thread.
+
+        Over https, the TLS handshake is done here too, so both clients pay it in one place.
+        Raises UntrustedCertificate if the server's certificate is not signed by `verify`.
+        """
         self.metrics.count_request()
         try:
             sock = socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT_S)
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_hostname=self.host)
         except OSError as exc:
+            if certificate_refused(exc):
+                raise untrusted(self.url, exc) from exc
             raise ServerUnavailable(f"{type(exc).__name__}: {exc}") from exc
         sock.settimeout(self.read_timeout)
         with self._sock_lock:
@@ -110,7 +129,7 @@ class StreamClient:
             delivered = self.delivered
             try:
                 self._stream_once()
-            except PollError as exc:
+            except (PollError, UntrustedCertificate) as exc:
                 self.error = exc
                 self.metrics.record_error(str(exc))
                 return  # the same request would fail the same way: stop, keep the reason
@@ -231,6 +250,8 @@ class WebSocketClient(StreamClient):
         sock = self._connect_socket()
         query = urlencode({"last_event_id": self.cursor.last_event_id})
         try:
+            # ws://, even over https: the socket is already TLS (`_connect_socket`), and a
+            # wss:// address would make websockets wrap it a second time
             with connect(f"ws://{self.host}:{self.port}/ws?{query}", sock=sock, proxy=None,
                          compression=self.compression, open_timeout=CONNECT_TIMEOUT_S,
                          close_timeout=0.5, user_agent_header="polling-lab",

@@ -286,6 +286,8 @@ def main(argv: list[str] | None = None, *, name: str = NAME,
         log_level="info",
         access_log=False,  # an access line per request would cost more than the request
         timeout_graceful_shutdown=1,  # don't let a stuck request delay a stop for long
+        ssl_certfile=config.tls[0] if config.tls else None,  # --tls: https (servers.tls)
+        ssl_keyfile=config.tls[1] if config.tls else None,
     )
     fast_path.tune_garbage_collector()
     GuardedServer(server_config, app.state.release_waiters, gate).run(sockets=[sock])

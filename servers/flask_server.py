@@ -42,6 +42,7 @@ from servers.startup import (
 )
 from servers.stats import Stats
 from servers.store import open_log
+from servers.tls import server_context
 from servers.werkzeug_guard import (
     GuardedHandler,
     GuardedSingleThreadedServer,
@@ -166,11 +167,13 @@ def main(argv: list[str] | None = None) -> None:
     # Threading is the lesson: werkzeug's make_server defaults to one request at a time, while
     # Flask's app.run has defaulted to a thread per request since Flask 1.0. We say which.
     server: GuardedThreadedServer | GuardedSingleThreadedServer
+    tls = server_context(*config.tls) if config.tls else None  # --tls: https (servers.tls)
     if config.threaded:
         why = "at the open-file limit: " if budget.capped else ""
-        server = GuardedThreadedServer(sock, app, handler, at_limit, budget.max_threads, why)
+        server = GuardedThreadedServer(sock, app, handler, at_limit, budget.max_threads, why,
+                                       tls=tls)
     else:
-        server = GuardedSingleThreadedServer(sock, app, handler, at_limit)
+        server = GuardedSingleThreadedServer(sock, app, handler, at_limit, tls=tls)
     sock.close()  # the server holds its own duplicate of the listening socket
     announce(NAME, server.socket, config)
     threads = f", {budget.max_threads} request threads" if config.threaded else ""

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from servers.contract import LOOPBACK, MAX_TIMEOUT_S
 from servers.limits import DEFAULT_REQUEST_TIMEOUT_S
 from servers.store import StoreChoice
+from servers.tls import check_files
 
 #: Where `--token` is read from when it is not on the command line (which shells remember).
 TOKEN_ENV = "POLLING_LAB_TOKEN"
@@ -42,6 +43,7 @@ class ServerConfig:
     max_waiting: int = 15_000  # long polls held at once; beyond it, 503 with Retry-After
     token: str | None = field(default=None, repr=False)  # needed to publish, when set
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S  # to send a whole request, seconds
+    tls: tuple[str, str] | None = None  # (certificate, private key) PEM files: serve https
     #: `store`, read once: the typed choice that `servers.store.open_log` takes.
     store_choice: StoreChoice = field(init=False, repr=False, compare=False)
 
@@ -62,6 +64,8 @@ class ServerConfig:
             raise ValueError("request_timeout must be more than 0 and at most 3600 seconds")
         if self.token is not None:
             check_token_choice(self.token)
+        if self.tls is not None:
+            check_files(*self.tls)
         if self.token is None and self.host not in LOOPBACK:
             raise ValueError(
                 f"--host {self.host} lets other machines publish events; start with "
@@ -108,6 +112,9 @@ def parse_config(name: str, argv: list[str] | None = None, *, flask: bool = Fals
                    metavar="S", help="close a connection whose request (line, headers and "
                    f"body) is not complete after S seconds (default {DEFAULT_REQUEST_TIMEOUT_S:g}"
                    "); a held long poll is complete, and is not cut")
+    p.add_argument("--tls", nargs=2, default=None, metavar=("CERTFILE", "KEYFILE"),
+                   help="serve https with this certificate chain and private key (PEM), for "
+                        "teaching: python -m trustme -d DIR makes a throwaway pair")
     if flask:
         p.add_argument("--check-interval", type=float, default=1.0, metavar="S",
                        help="how long the naive long poll sleeps between checks")
@@ -117,6 +124,8 @@ def parse_config(name: str, argv: list[str] | None = None, *, flask: bool = Fals
         mode.add_argument("--single-threaded", dest="threaded", action="store_false",
                           help="serve one request at a time, to show head-of-line blocking")
     args = p.parse_args(argv)
+    if args.tls is not None:
+        args.tls = tuple(args.tls)
     try:
         return ServerConfig(**vars(args))
     except ValueError as exc:
@@ -163,7 +172,7 @@ def announce(name: str, sock: socket.socket, config: ServerConfig) -> str:
     """Print the URL actually bound. The launcher waits for this line in the server's log."""
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{port}"
+    url = f"{'https' if config.tls else 'http'}://{shown}:{port}"
     print(f"polling-lab {name} serving on {url}", flush=True)
     if host not in LOOPBACK:
         print(

@@ -8,6 +8,8 @@
   new connections wait in the kernel's backlog. Left to the event loop, the same moment goes
   badly: uvloop (libuv) accepts and closes every pending connection without a word, and
   asyncio's own loop logs a traceback and stops accepting for a second.
+  With `--tls`, it does each connection's TLS handshake (uvicorn's context), bounded by the
+  request timeout.
 * `GuardedProtocol` is uvicorn's HTTP protocol (with the one-write transport of
   `servers.fast_path`) that also counts connections for `/stats`, closes a request that is not
   complete after `--request-timeout` with a JSON 408 (a held poll is complete: it is never
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -52,13 +55,20 @@ class ConnectionGate:
         self._reading = False
         self._stopped = False
         self._factory: Callable[[], asyncio.Protocol] | None = None
+        self._tls: ssl.SSLContext | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counted: dict[type[asyncio.Protocol], type[asyncio.Protocol]] = {}
 
-    def serve(self, sockets: list[socket.socket], factory: Callable[[], asyncio.Protocol]) -> None:
-        """Start accepting on `sockets`, making each connection's protocol with `factory`."""
+    def serve(self, sockets: list[socket.socket], factory: Callable[[], asyncio.Protocol],
+              tls: ssl.SSLContext | None = None) -> None:
+        """Start accepting on `sockets`, making each connection's protocol with `factory`.
+
+        With `tls` (uvicorn's context, from `--tls`), each connection's TLS handshake happens
+        before its protocol sees it, and must finish within the request timeout.
+        """
         self._loop = asyncio.get_running_loop()
         self._factory = factory
+        self._tls = tls
         self._listening = sockets
         for sock in sockets:
             sock.setblocking(False)
@@ -139,8 +149,13 @@ class ConnectionGate:
     async def _connect(self, conn: socket.socket) -> None:
         assert self._loop is not None and self._factory is not None
         try:
-            await self._loop.connect_accepted_socket(self._factory, conn)
-        except OSError:  # the client left before its transport was made
+            if self._tls is None:
+                await self._loop.connect_accepted_socket(self._factory, conn)
+            else:
+                await self._loop.connect_accepted_socket(
+                    self._factory, conn, ssl=self._tls,
+                    ssl_handshake_timeout=self.request_timeout_s)
+        except OSError:  # the client left (or its TLS handshake failed) before its transport
             conn.close()
             self.closed()
 
@@ -234,7 +249,7 @@ class GuardedServer(fast_path.GracefulServer):
                                           app_state=self.lifespan.state)
             return made
 
-        self.gate.serve(list(sockets or []), protocol)
+        self.gate.serve(list(sockets or []), protocol, tls=config.ssl)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.gate.stop()

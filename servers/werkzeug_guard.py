@@ -13,6 +13,7 @@
   `GuardedSingleThreadedServer`, an accept loop that, out of descriptors (EMFILE), waits a
   moment and says so in one line instead of spinning at 100 % CPU and printing a traceback
   per connection.
+* `serve_tls`, for `--tls`: each TLS handshake in its connection's thread, not the accept loop.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import errno
 import io
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -176,7 +178,10 @@ class GuardedHandler(WSGIRequestHandler):
 
     def too_late(self, timeout_s: float) -> None:
         """Called by RequestDeadlines: answer 408 and close, which ends this handler's read."""
-        self._send_raw(request_timeout(timeout_s))
+        if not isinstance(self.connection, ssl.SSLSocket):
+            # Over TLS, this thread must not write while the handler's thread is reading (or
+            # still in the handshake): one TLS connection is not safe to use from two threads.
+            self._send_raw(request_timeout(timeout_s))
         try:
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -222,21 +227,36 @@ class _AcceptWithoutSpinning:
         super().handle_error(request, client_address)  # type: ignore[misc]
 
 
+def serve_tls(server: BaseWSGIServer, tls: ssl.SSLContext | None) -> None:
+    """Serve https with `tls` (from `--tls`), each handshake in its connection's own thread.
+
+    werkzeug's own `ssl_context` wraps the listening socket so that `accept()` does the
+    handshake, in the one thread that accepts: a client that connects and never speaks TLS
+    would stop the whole server. Here the handshake waits for the handler's first read.
+    """
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True,
+                                        do_handshake_on_connect=False)
+        server.ssl_context = tls  # werkzeug reads it: wsgi.url_scheme is "https"
+
+
 class GuardedSingleThreadedServer(_AcceptWithoutSpinning, BaseWSGIServer):
     """werkzeug's one-request-at-a-time server, with the guarded accept loop."""
 
     def __init__(self, sock: socket.socket, app: Any, handler: type[GuardedHandler],
-                 at_limit: AtLimit) -> None:
+                 at_limit: AtLimit, tls: ssl.SSLContext | None = None) -> None:
         self.at_limit = at_limit
         host, port = sock.getsockname()[:2]
         super().__init__(host, port, app, handler, fd=sock.fileno())
+        serve_tls(self, tls)
 
 
 class GuardedThreadedServer(_AcceptWithoutSpinning, ThreadedWSGIServer):
     """werkzeug's thread-per-connection server, with at most `max_threads` at once."""
 
     def __init__(self, sock: socket.socket, app: Any, handler: type[GuardedHandler],
-                 at_limit: AtLimit, max_threads: int, why: str = "") -> None:
+                 at_limit: AtLimit, max_threads: int, why: str = "",
+                 tls: ssl.SSLContext | None = None) -> None:
         self.at_limit = at_limit
         self.max_threads = max_threads
         self.why = why  # what sets max_threads, for the at-limit line
@@ -244,6 +264,7 @@ class GuardedThreadedServer(_AcceptWithoutSpinning, ThreadedWSGIServer):
         self._free = threading.BoundedSemaphore(max_threads)
         host, port = sock.getsockname()[:2]
         super().__init__(host, port, app, handler, fd=sock.fileno())
+        serve_tls(self, tls)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._free.acquire(blocking=False):
