@@ -151,3 +151,19 @@ def test_broker_servers_need_a_reachable_redis_to_start(
     redis_server.stop()
     with pytest.raises(Exception, match="does not answer"):
         launched("asyncio", broker=url, ready_timeout=30)
+
+
+def test_an_idempotency_key_publishes_once_across_servers(
+        on_broker: Callable[..., Server]) -> None:
+    a, b = on_broker(), on_broker()
+    key = {"Idempotency-Key": "retry-me-7f3a"}
+    first = requests.post(a.url + "/trigger_event", json={"message": "once"}, headers=key,
+                          timeout=5)
+    retried = requests.post(b.url + "/trigger_event", json={"message": "once"}, headers=key,
+                            timeout=5)  # a retry that a gateway sent to another server
+    assert first.status_code == retried.status_code == 201
+    assert retried.json() == first.json() and retried.headers["Idempotent-Replayed"] == "true"
+    assert b.stats()["last_event_id"] == 1
+    reused = requests.post(b.url + "/trigger_event", json={"message": "other"}, headers=key,
+                           timeout=5)
+    assert reused.status_code == 422 and reused.json()["error"] == "idempotency_key_reused"
