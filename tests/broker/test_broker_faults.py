@@ -238,3 +238,4 @@ def test_nothing_lost_or_duplicated_through_kills_cuts_and_a_redis_restart(
         for server in servers:
             server.stop()
         redis_server.stop()
+        redis_server.remove_data()
