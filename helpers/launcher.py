@@ -68,6 +68,14 @@ def _flags(options: dict[str, Any]) -> list[str]:
     return flags
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a process the kit starts: it can import `servers`, and it knows its
+    launcher's pid, so `servers.startup.die_with_parent` can ask Linux to stop it with us."""
+    return {**os.environ, "POLLING_LAB_PARENT_PID": str(os.getpid()),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                        os.environ.get("PYTHONPATH")]))}
+
+
 _Handle = TypeVar("_Handle", bound="ServerHandle")
 
 
@@ -221,9 +229,7 @@ class Server(ServerHandle):
         self.log_path = self.log_dir / f"{self.kind}-{stamp}-{len(os.listdir(self.log_dir))}.log"
         command = [sys.executable, "-u", "-m", self.module, "--host", self.host,
                    "--port", str(self.port), *_flags(self.options), *self._tls_flags()]
-        env = {**os.environ, "POLLING_LAB_PARENT_PID": str(os.getpid()),
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                           os.environ.get("PYTHONPATH")]))}
+        env = child_env()
         with open(self.log_path, "wb") as log:
             log.write(f"$ {' '.join(command)}\n".encode())
             log.flush()
@@ -332,6 +338,8 @@ def launch(kind: str = "asyncio", *, host: str = "127.0.0.1", port: int = 0,
     pass `verify=server.ca_file`. Leave `port` at 0 to get a
     free port. Use the result as a context manager, or call `.stop()`. `launch("proxy",
     upstream=server.url, read_timeout=S)` puts the bundled reverse proxy in front of a server.
+    `launch("asyncio", broker=redis.url)` keeps the log in Redis (`launch_redis()`), shared
+    with every server launched with the same `broker` and `broker_key` (docs/broker.md).
 
     Raises ServerNotReady, with the tail of the server's log, if the server exits or does not
     answer within `ready_timeout` seconds.
