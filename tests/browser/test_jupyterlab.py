@@ -176,7 +176,7 @@ class NotebookPage:
 
         def counter(label: str) -> int | None:
             text = root.inner_text()
-            found = (re.search(rf"{label}\s*([\d,]+)", text)
+            found = (re.search(rf"{label}(?: from this panel:)?\s*([\d,]+)", text)  # 07's panel
                      or re.search(rf"([\d,]+)\s*{label}", text))
             return int(found.group(1).replace(",", "")) if found else None
 
