@@ -1,9 +1,10 @@
 """Nchan, the production reference: nginx with the nchan module, configured and run by us.
 
-The benchmark writes its own `nginx.conf` into a temporary directory (pid file, logs and temp
-paths all inside it), starts nginx in the foreground (`daemon off`) as a child process in its
-own process group, on loopback, and stops it by that group. One location is a long-poll
-subscriber, one a publisher, one the status counters; all three use one channel.
+`helpers.nginx` writes the config into a temporary directory (pid file, logs and temp paths
+all inside it), starts nginx in the foreground (`daemon off`) as a child process in its own
+process group, on loopback, and stops it by that group; this module adds Nchan's part. One
+location is a long-poll subscriber, one a publisher, one the status counters; all three use one
+channel.
 
 One nginx worker process: the kit's servers are one Python process each, and the load client
 needs the machine's other core.
@@ -11,28 +12,19 @@ needs the machine's other core.
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import contextlib
 import json
 import os
 import re
 import resource
-import shutil
-import socket
 import subprocess
-import tempfile
-import time
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
 
-from helpers.processes import children, kill_process_group, stop_process_group
+from helpers.nginx import Nginx, find_nginx, free_port, launch_nginx
 from helpers.scaling.loadclient import Reply, request_bytes
 from helpers.scaling.peers import ControlChannel
 
-NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx",
-                    "/usr/local/nginx/sbin/nginx")
 MODULE_CANDIDATES = ("/usr/lib/nginx/modules/ngx_nchan_module.so",
                      "/usr/lib64/nginx/modules/ngx_nchan_module.so",
                      "/usr/local/nginx/modules/ngx_nchan_module.so")
@@ -40,22 +32,10 @@ INSTALL_HINT = ("install it with `sudo apt-get install nginx libnginx-mod-nchan`
                 "Ubuntu), or set NGINX=/path/to/nginx and NCHAN_MODULE=/path/to/"
                 "ngx_nchan_module.so")
 
-CONFIG = """\
-load_module {module};
-daemon off;
-master_process on;
-worker_processes 1;
-worker_rlimit_nofile {nofile};
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections {connections}; multi_accept on; }}
-http {{
+#: Nchan's part of the config; helpers.nginx writes the rest (pid file, logs, temp paths).
+MAIN = "load_module {module};\nworker_rlimit_nofile {nofile};"
+HTTP = """\
   access_log off;
-  client_body_temp_path {root}/client_body;
-  proxy_temp_path {root}/proxy;
-  fastcgi_temp_path {root}/fastcgi;
-  uwsgi_temp_path {root}/uwsgi;
-  scgi_temp_path {root}/scgi;
   keepalive_timeout 300s;
   keepalive_requests 1000000;
   nchan_shared_memory_size 256M;
@@ -85,7 +65,6 @@ http {{
     }}
     location = /nchan_status {{ nchan_stub_status; }}
   }}
-}}
 """
 
 
@@ -119,10 +98,9 @@ class NchanCursor:
 
 def find_nchan() -> tuple[str, str] | str:
     """(nginx binary, nchan module path), or a sentence saying what is missing and how to fix it."""
-    candidates = [os.environ["NGINX"]] if os.environ.get("NGINX") else NGINX_CANDIDATES
-    nginx = next((found for c in candidates if (found := shutil.which(c))), None)
+    nginx = find_nginx()
     if not nginx:
-        return f"nginx is not installed (looked for {', '.join(candidates)}); {INSTALL_HINT}"
+        return f"nginx is not installed; {INSTALL_HINT}"
     modules = [os.environ["NCHAN_MODULE"]] if os.environ.get("NCHAN_MODULE") else (
         MODULE_CANDIDATES)
     module = next((c for c in modules if Path(c).is_file()), None)
@@ -130,13 +108,6 @@ def find_nchan() -> tuple[str, str] | str:
         return (f"the nchan module for nginx is not installed (looked for "
                 f"{', '.join(modules)}); {INSTALL_HINT}")
     return nginx, module
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class NchanPeer:
@@ -147,36 +118,37 @@ class NchanPeer:
     def __init__(self, nginx: str, module: str, *, hold: float = 60.0,
                  label: str = "nchan (nginx)") -> None:
         self.label = label
-        self.nginx, self.module, self.hold = nginx, module, hold
+        self.binary, self.module, self.hold = nginx, module, hold
         self.host, self.port = "127.0.0.1", 0
-        self.root: Path | None = None
-        self.process: subprocess.Popen[bytes] | None = None
+        self.nginx: Nginx | None = None
         self._control: ControlChannel | None = None
         self._last_message_id = ""
         self._previous_message_id = ""
 
-    async def start(self, ready_timeout: float = 10.0) -> NchanPeer:
-        """Write the config, start nginx, wait until it accepts, and publish a first message.
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """nginx's master process (None before start)."""
+        return self.nginx.process if self.nginx is not None else None
 
-        Raises RuntimeError with the tail of nginx's error log if it does not come up.
+    @property
+    def root(self) -> Path | None:
+        """nginx's directory: its config, logs and temp paths (removed by stop)."""
+        return self.nginx.root if self.nginx is not None else None
+
+    async def start(self, ready_timeout: float = 10.0) -> NchanPeer:
+        """Start nginx with Nchan's config, wait until it accepts, and publish a first message.
+
+        Raises PollingLabError with the tail of nginx's error log if it does not come up.
         """
-        self.root = Path(tempfile.mkdtemp(prefix="bench-nchan-"))
-        self.root.chmod(0o755)  # workers may run as another user when started as root
-        self.port = _free_port()
+        self.port = free_port()
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        config = CONFIG.format(module=self.module, root=self.root, port=self.port,
-                               hold=int(self.hold), nofile=nofile,
-                               connections=max(1024, nofile - 100))
-        (self.root / "nginx.conf").write_text(config)
-        with open(self.root / "stdout.log", "wb") as out:
-            self.process = subprocess.Popen(
-                [self.nginx, "-p", str(self.root), "-c", str(self.root / "nginx.conf"),
-                 "-e", str(self.root / "error.log")],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-        atexit.register(self._kill)  # however the benchmark ends, nginx does not outlive it
+        # launch_nginx waits for the port with short sleeps: a second or so, before any load.
+        self.nginx = launch_nginx(
+            HTTP.format(port=self.port, hold=int(self.hold)), port=self.port,
+            main=MAIN.format(module=self.module, nofile=nofile), events="multi_accept on;",
+            connections=max(1024, nofile - 100), binary=self.binary,
+            ready_timeout=ready_timeout)
         try:
-            await self._wait_ready(ready_timeout)
             self._control = ControlChannel(self.host, self.port)
             await self.publish("first")
             await self.publish("ready")
@@ -185,29 +157,8 @@ class NchanPeer:
             raise
         return self
 
-    async def _wait_ready(self, timeout: float) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited with code {self.process.returncode}:\n"
-                                   + self.log_tail())
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("nginx did not accept connections in time:\n"
-                                       + self.log_tail()) from None
-                await asyncio.sleep(0.05)
-
     def log_tail(self, lines: int = 10) -> str:
-        text = ""
-        if self.root is not None:
-            for name in ("stdout.log", "error.log"):
-                with contextlib.suppress(OSError):
-                    text += (self.root / name).read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        return self.nginx.log_tail(lines) if self.nginx is not None else ""
 
     @property
     def control(self) -> ControlChannel:
@@ -242,20 +193,11 @@ class NchanPeer:
 
     def pids(self) -> list[int]:
         """The master and its workers."""
-        if self.process is None or self.process.poll() is not None:
-            return []
-        return [self.process.pid, *children(self.process.pid)]
-
-    def _kill(self) -> None:
-        if self.process is not None:
-            kill_process_group(self.process)
+        return self.nginx.pids() if self.nginx is not None else []
 
     async def stop(self) -> None:
-        """Stop nginx by its process group (SIGTERM: fast shutdown), then remove its directory."""
-        atexit.unregister(self._kill)
+        """Stop nginx by its master's process group (SIGTERM: fast shutdown), remove its files."""
         if self._control is not None:
             self._control.close()
-        if self.process is not None:
-            stop_process_group(self.process, 5.0)  # workers left behind are killed too
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
+        if self.nginx is not None:
+            self.nginx.stop(5.0)  # workers left behind are killed too

@@ -4,11 +4,13 @@ matching of every delivery to the fan-out moment it came from.
 The publisher posts each fan-out over a connection it keeps open (`helpers.http.KeptConnection`,
 which also turns failures into the kit's exceptions), so that a trigger reaches every lane's
 server within a few milliseconds of the others (the publish skew): opening a connection per
-trigger would add its own, uneven, delay.
+trigger would add its own, uneven, delay. A publish that got no answer is retried with one
+`Idempotency-Key` (`helpers.http.publish_with_retries`), so it publishes once.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import queue
 import threading
@@ -20,7 +22,7 @@ from helpers.compare.fanout import Job
 from helpers.compare.results import LaneResult, LatencySpread, Spread, TailSpread
 from helpers.compare.spec import LaneSpec, Scenario
 from helpers.compare.timeline import TICK_S, Timeline
-from helpers.http import KeptConnection
+from helpers.http import Answer, KeptConnection, publish_with_retries
 from helpers.launcher import Server
 from helpers.metrics import Delivery, Metrics
 from helpers.processes import cpu_seconds
@@ -128,7 +130,11 @@ class Lane:
         while (job := self._jobs.get()) is not None:
             body = json.dumps({"message": job.message}).encode()  # encoded before it is sent
             try:
-                answer = connection.request("POST", "/trigger_event", body=body)
+                # The connection sends a request again when a kept-alive connection turns out
+                # closed, and a server that restarts refuses a try: the one Idempotency-Key
+                # of this publish makes every repeat of it answer the same event.
+                answer = publish_with_retries(functools.partial(
+                    self._publish_once, connection, body))
                 if answer.status != 201:
                     raise RuntimeError(f"HTTP {answer.status}: {answer.body[:200]!r}")
                 event = answer.json()["event"]
@@ -140,6 +146,11 @@ class Lane:
                 continue
             self._record_publish(job, event)
         connection.close()
+
+    @staticmethod
+    def _publish_once(connection: KeptConnection, body: bytes,
+                      headers: dict[str, str]) -> Answer:
+        return connection.request("POST", "/trigger_event", body=body, headers=headers)
 
     def _record_publish(self, job: Job, event: dict[str, Any]) -> None:
         with self._lock:

@@ -10,12 +10,13 @@
 under hundreds of clients does with each backoff policy, `Publisher` keeps events flowing while
 you break things, and `delivery_report()` checks afterwards that nothing was lost.
 
-Two clients here are deliberately wrong, to show a failure before its fix:
-`WatchedLongPollClient(read_timeout=...)` accepts a read timeout shorter than the hold, and
-`StreamBlindClient` ignores `X-Stream-Id` the way the article's client does.
+Three clients here are deliberately wrong, to show a failure before its fix:
+`WatchedLongPollClient(read_timeout=...)` accepts a read timeout shorter than the hold,
+`GatewayBlindClient` backs off on a proxy's 504 as on an error, and `StreamBlindClient` ignores
+`X-Stream-Id` the way the article's client does.
 
 One module per job: `actions` (the faults), `publisher` (events while you break things, and the
-check that none was lost), `storm` (a reconnect storm, measured), `wrong_clients` (the two
+check that none was lost), `storm` (a reconnect storm, measured), `wrong_clients` (the
 deliberately wrong clients) and `panel` (`FaultPanel`, imported on first use, PEP 562, so that
 `from helpers.faults import reconnect_storm` does not import ipywidgets).
 """
@@ -34,13 +35,18 @@ from helpers.faults.actions import (
 )
 from helpers.faults.publisher import Publisher, delivery_report, ids_by_client
 from helpers.faults.storm import Storm, rate_per_bin, reconnect_storm
-from helpers.faults.wrong_clients import StreamBlindClient, WatchedLongPollClient
+from helpers.faults.wrong_clients import (
+    GatewayBlindClient,
+    StreamBlindClient,
+    WatchedLongPollClient,
+)
 
 if TYPE_CHECKING:
     from helpers.faults.panel import FaultPanel
 
 __all__ = [
     "FaultPanel",
+    "GatewayBlindClient",
     "Publisher",
     "Storm",
     "StreamBlindClient",

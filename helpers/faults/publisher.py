@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 from collections import defaultdict
@@ -14,8 +15,10 @@ from collections.abc import Callable, Hashable, Sequence
 from types import TracebackType
 from typing import Any
 
+import requests
+
 from helpers.errors import PollingLabError
-from helpers.http import request, session_for
+from helpers.http import DEFAULT_TIMEOUT_S, publish_with_retries, request, session_for
 from helpers.launcher import Server
 from helpers.metrics import Metrics
 
@@ -23,14 +26,18 @@ from helpers.metrics import Metrics
 class Publisher:
     """Publish events on `server` at random intervals (about `rate` per second) in a thread.
 
-    A publish that fails (the server is restarting) is counted in `failed` and not retried:
-    `POST /trigger_event` is not idempotent, so a blind retry could publish an event twice.
+    A publish that gets no answer within `timeout` s (the server is restarting or stalled) is
+    retried, 3 tries in all, with one `Idempotency-Key` (`helpers.http.publish_with_retries`),
+    so a retry of a publish the server did receive answers the same event instead of publishing
+    it twice; one that still fails is counted in `failed`. Each publish has its own message
+    ("event 1", "event 2", ...), so a message seen twice is a duplicate.
     `last_id` is the highest id the server has confirmed.
     """
 
     def __init__(self, server: Server, rate: float = 20.0, *, total: int | None = None,
                  rng: random.Random | None = None,
-                 on_publish: Callable[[], None] | None = None) -> None:
+                 on_publish: Callable[[], None] | None = None,
+                 timeout: float = DEFAULT_TIMEOUT_S) -> None:
         if rate <= 0:
             raise ValueError("rate must be a positive number of events per second")
         self.server = server
@@ -38,6 +45,7 @@ class Publisher:
         self.total = total
         self.published = 0
         self.failed = 0
+        self.timeout = timeout  # per try: a stalled server is retried after this
         self.last_id = 0
         self.done = threading.Event()  # set when `total` events have been confirmed
         self._rng = rng or random.Random()
@@ -63,10 +71,10 @@ class Publisher:
             if self.total is not None and self.last_id >= self.total:
                 self.done.set()
                 return
+            message = {"message": f"event {self.published + self.failed + 1}"}
             try:
-                response = request("POST", self.server.url + "/trigger_event",
-                                   session=self._session,
-                                   json={"message": f"event {self.published + 1}"})
+                response = publish_with_retries(
+                    functools.partial(self._send, message), base_delay=0.1)
             except PollingLabError:
                 self.failed += 1
                 continue
@@ -74,6 +82,11 @@ class Publisher:
             self.last_id = max(self.last_id, int(response.json()["event"]["id"]))
             if self._on_publish is not None:
                 self._on_publish()
+
+    def _send(self, message: dict[str, str], headers: dict[str, str]) -> requests.Response:
+        """One try of one publish; `headers` carry its Idempotency-Key, the same on every try."""
+        return request("POST", self.server.url + "/trigger_event", session=self._session,
+                       timeout=self.timeout, json=message, headers=headers)
 
     def __enter__(self) -> Publisher:
         return self.start()

@@ -1,7 +1,8 @@
-"""Two clients that are wrong on purpose, to show a failure before its fix.
+"""Clients that are wrong on purpose, to show a failure before its fix.
 
-`WatchedLongPollClient(read_timeout=...)` accepts a read timeout shorter than the hold, and
-`StreamBlindClient` ignores `X-Stream-Id` the way the article's client does. Use
+`WatchedLongPollClient(read_timeout=...)` accepts a read timeout shorter than the hold,
+`GatewayBlindClient` counts a proxy's 504 that ended a quiet hold as an error and backs off,
+and `StreamBlindClient` ignores `X-Stream-Id` the way the article's client does. Use
 `helpers.LongPollClient` in real code.
 """
 
@@ -70,6 +71,22 @@ class WatchedLongPollClient(LongPollClient):
     def _note(self, outcome: str) -> None:
         self.outcomes[outcome] += 1
         self.timeline.append((time.monotonic() - self._started, outcome))
+
+
+class GatewayBlindClient(WatchedLongPollClient):
+    """DELIBERATELY NAIVE, for one lesson: every answer but 200 or 204 is an error to back off.
+
+    Behind a proxy whose read timeout is shorter than the hold, every quiet poll ends in the
+    proxy's 504. This client counts each as an error and waits `backoff_base` s, doubling up to
+    `backoff_cap` (the same schedule for every client, as many hand-written clients do), so the
+    longer the quiet spell, the longer the next event waits for it to poll again. The kit's
+    `LongPollClient` re-polls at once instead (`helpers.clients.gateway_ended_hold`).
+    """
+
+    gateways_end_holds = False
+
+    def retry_delay(self, failures: int) -> float:
+        return float(min(self.backoff_cap, self.backoff_base * 2 ** max(0, failures - 1)))
 
 
 class _StreamBlindCursor(Cursor):

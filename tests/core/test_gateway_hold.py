@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 from helpers import LongPollClient, Metrics, Server
+from helpers.faults import GatewayBlindClient
 from helpers.swarm import Swarm
 
 QUIET_S = 3.6  # three proxy timeouts of 1 s, and most of a fourth
@@ -65,3 +66,16 @@ def test_a_quick_502_from_a_proxy_without_upstream_is_still_an_error(
         waiter(lambda: client.metrics.errors >= 3, 5, "three errors")
     assert client.metrics.gateway_timeouts == 0
     assert "502" in (client.metrics.last_error or "")
+
+
+def test_notebook_06s_gateway_blind_client_backs_off_on_each_504(
+        launched: Callable[..., Server], waiter: Callable[..., None]) -> None:
+    _, proxy = through_proxy(launched)
+    blind = GatewayBlindClient(proxy.url, hold=5, backoff_base=0.2, backoff_cap=5.0)
+    assert [blind.retry_delay(n) for n in (1, 2, 3, 6)] == [0.2, 0.4, 0.8, 5.0]
+    with blind:
+        waiter(lambda: blind.outcomes["504"] >= 3, 8, "three 504s")
+    assert blind.metrics.errors >= 3 and blind.metrics.gateway_timeouts == 0
+    ends = [t for t, outcome in blind.timeline if outcome == "504"]
+    # 1 s held, then waits of 0.2 and 0.4 s: the gaps between the 504s grow.
+    assert 1.1 < ends[1] - ends[0] < ends[2] - ends[1] < 1.9, ends

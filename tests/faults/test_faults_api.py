@@ -8,6 +8,7 @@ from helpers.panel import PanelBase
 
 EXPECTED = [
     "FaultPanel",
+    "GatewayBlindClient",
     "Publisher",
     "Storm",
     "StreamBlindClient",
