@@ -11,7 +11,7 @@ This module exports the names every lesson shares; a single lesson's tools are i
 their own packages: `helpers.compare` (notebook 04), `helpers.scaling` (05), `helpers.faults` (06).
 
 `Panel` is imported on first use (PEP 562), so that code that never shows a widget (a script, a
-test, `python -m bench`) does not import ipywidgets.
+test, `python -m bench`) does not import ipywidgets; `launch_cluster` (notebook 08) is too.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from helpers.streams import SSEClient, WebSocketClient
 from helpers.swarm import Swarm
 
 if TYPE_CHECKING:
+    from helpers.cluster import launch_cluster
     from helpers.panel import Panel
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "connect",
     "headless",
     "launch",
+    "launch_cluster",
     "measure",
     "show_code",
 ]
@@ -67,4 +69,8 @@ def __getattr__(name: str) -> Any:
         from helpers.panel import Panel
 
         return Panel
+    if name == "launch_cluster":
+        from helpers.cluster import launch_cluster
+
+        return launch_cluster
     raise AttributeError(f"module 'helpers' has no attribute {name!r}")

@@ -204,7 +204,7 @@ class Door:
         if token is not None:
             check_token_choice(token)
         self.token = token
-        self.limiter = RateLimiter(rate_limit, rate_burst) if rate_limit else None
+        self.limiter = RateLimiter(rate_limit, rate_burst) if rate_limit is not None else None
         self.unauthorized = 0  # publishes refused for a missing or wrong token
 
     def admit(self, method: str, path: str, headers: Any,

@@ -29,6 +29,7 @@ EXPECTED = [
     "connect",
     "headless",
     "launch",
+    "launch_cluster",
     "measure",
     "show_code",
 ]
