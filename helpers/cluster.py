@@ -45,8 +45,9 @@ class Cluster:
     def trigger(self, message: str | None = None) -> dict[str, Any]:
         """Publish one event through the gateway (with its token) and return the event.
 
-        Retried with one Idempotency-Key, like `Server.trigger`. Raises ServerUnavailable when
-        no server answered, PollError when the gateway or the server refused it (429 included).
+        Retried with one Idempotency-Key, like `Server.trigger`, after Retry-After on a 429.
+        Raises ServerUnavailable when no server answered (RateLimited when the gateway kept
+        answering 429), PollError when the gateway or the server refused it (401: the token).
         """
         body = {} if message is None else {"message": message}
         response = publish_with_retries(lambda idempotency: request(
