@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -21,6 +22,7 @@ DEFAULT_LIMIT = 100
 MAX_TIMEOUT_S = 300.0
 DEFAULT_MESSAGE = "Manual event triggered!"
 STREAM_HEADER = "X-Stream-Id"
+SERVED_BY_HEADER = "X-Served-By"  # the pid of the process that answered, on every response
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
@@ -58,8 +60,16 @@ class ApiError(Exception):
 
 
 def health(name: str, stream: str) -> dict[str, Any]:
-    """The body of `GET /health`: the launcher polls it until the server answers."""
-    return {"status": "ok", "server": name, "stream": stream}
+    """The body of `GET /health`: the launcher polls it until the server answers.
+
+    `pid` says which process answered, when several servers stand behind one gateway.
+    """
+    return {"status": "ok", "server": name, "stream": stream, "pid": os.getpid()}
+
+
+def served_by() -> str:
+    """This process's id, as `X-Served-By` carries it (read each time: a fork changes it)."""
+    return str(os.getpid())
 
 
 def triggered(event: Event) -> dict[str, Any]:
@@ -257,5 +267,6 @@ def raw_response(error: ApiError) -> bytes:
     body = json.dumps(error.body(), ensure_ascii=False, separators=(",", ":")).encode()
     lines = [f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}",
              "Content-Type: application/json", f"Content-Length: {len(body)}",
-             "Connection: close", *(f"{k}: {v}" for k, v in error.headers.items())]
+             "Connection: close", f"{SERVED_BY_HEADER}: {served_by()}",
+             *(f"{k}: {v}" for k, v in error.headers.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

@@ -77,13 +77,17 @@ class EventLog:
         with self._lock:
             oldest_kept = self._oldest_kept()
             if self._events and last_event_id < oldest_kept - 1:
-                raise ApiError(
-                    410,
-                    "gone",
-                    f"Events after id {last_event_id} are no longer kept; the oldest kept is "
-                    f"{oldest_kept}. Resync from last_event_id={oldest_kept - 1} and record "
-                    "the gap.",
-                    oldest_id=oldest_kept,
-                )
+                raise gone(last_event_id, oldest_kept)
             start = max(last_event_id + 1, oldest_kept) - self._first_id
             return self._events[start : start + limit]
+
+
+def gone(last_event_id: int, oldest_kept: int) -> ApiError:
+    """The 410 for a cursor older than retention: every log, local or shared, answers this."""
+    return ApiError(
+        410,
+        "gone",
+        f"Events after id {last_event_id} are no longer kept; the oldest kept is "
+        f"{oldest_kept}. Resync from last_event_id={oldest_kept - 1} and record the gap.",
+        oldest_id=oldest_kept,
+    )

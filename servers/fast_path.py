@@ -24,11 +24,11 @@ from typing import Any, cast
 from urllib.parse import parse_qsl
 
 import uvicorn
-from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from servers.contract import STREAM_HEADER, ApiError, PollParams, parse_poll_params
+from servers.identity import ServedByApp, served_by_header
 from servers.stats import Stats
 
 ASGICallable = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -36,7 +36,7 @@ ASGICallable = Callable[[Scope, Receive, Send], Awaitable[None]]
 WaitForEvents = Callable[[PollParams, Receive, "str | None"], Awaitable["bytes | None"]]
 
 
-class LeanPollingApp(FastAPI):
+class LeanPollingApp(ServedByApp):
     """FastAPI, except that `GET /poll_for_updates` goes to `lean_poll` in raw ASGI."""
 
     lean_poll: ASGICallable | None = None
@@ -84,6 +84,7 @@ def lean_poll(wait_for_events: WaitForEvents, stats: Stats, hold: float,
 async def send_raw(send: Send, status: int, headers: list[tuple[bytes, bytes]],
                    body: bytes | None) -> None:
     """One response in two ASGI messages; a body is JSON, and 204 has none (no Content-Type)."""
+    headers = [*headers, served_by_header()]
     if body is not None:
         headers = [*headers, (b"content-type", b"application/json"),
                    (b"content-length", str(len(body)).encode())]

@@ -8,7 +8,10 @@ published in that gap cannot be missed (the article's version awaits a lock ther
 What this server does only for speed (`--lean`, the one-write transport, GC tuning, the graceful
 stop) lives in `servers.fast_path`, so that this file shows the wait and little else.
 
-    python -m servers.fastapi_server --port 0 [--hold 30] [--lean]
+With `--broker redis://HOST:PORT/DB`, the log lives in Redis and several servers share it
+(`servers.broker`); the wait is the same, woken by the broker's notifications as well.
+
+    python -m servers.fastapi_server --port 0 [--hold 30] [--lean] [--broker redis://...]
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ from servers.contract import (
     parse_poll_params,
     triggered,
 )
+from servers.identity import ServedByApp
 from servers.limits import AtLimit, Budget, plan_budget
+from servers.logs import open_shared_log
 from servers.startup import (
     ServerConfig,
     announce,
@@ -49,45 +54,14 @@ from servers.startup import (
     parse_config,
 )
 from servers.stats import Stats
-from servers.store import open_log
 from servers.uvicorn_guard import ConnectionGate, GuardedProtocol, GuardedServer
+from servers.waiters import Waiters
 
 NAME = "fastapi_server"
 
 #: Something a poll awaits after finding nothing new and before it starts waiting. This server
 #: passes none; `servers.racy_server` passes one to reopen the check-then-wait race on purpose.
 BeforeWait = Callable[[], Awaitable[None]]
-
-
-class Waiters:
-    """One future that every held poll awaits; a publish resolves it and the next poll makes anew.
-
-    Waking N waiters is one `set_result`; each waiter then reads only the events after its own
-    cursor. Must be used from the event loop's thread only.
-    """
-
-    def __init__(self) -> None:
-        self._next: asyncio.Future[None] | None = None
-
-    def next_publish(self) -> asyncio.Future[None]:
-        if self._next is None:
-            self._next = asyncio.get_running_loop().create_future()
-        return self._next
-
-    async def wait(self, timeout: float, *also: asyncio.Future[Any]) -> None:
-        """Return at the next publish, when one of `also` is done, or after `timeout` seconds.
-
-        The future is taken before this coroutine first suspends, so a caller that checked the
-        log and then awaits this, with no await in between, cannot miss a publish. The long
-        poll below and the streams (`servers.streams`) all wait here.
-        """
-        await asyncio.wait((self.next_publish(), *also), timeout=timeout,
-                           return_when=asyncio.FIRST_COMPLETED)
-
-    def wake_all(self) -> None:
-        woken, self._next = self._next, None
-        if woken is not None and not woken.done():
-            woken.set_result(None)
 
 
 async def _client_gone(receive: Receive) -> None:
@@ -109,7 +83,7 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
     with the race reopened.
     """
     config = config or ServerConfig()
-    log = open_log(config.store_choice, config.retention)
+    log, local = open_shared_log(config)  # memory, SQLite or a Redis broker: servers.logs
     max_waiting = budget.max_waiting if budget is not None else config.max_waiting
     stats = Stats(name, log, max_waiting, budget=budget, at_limit=at_limit)
     publishes = idempotency.RecentPublishes()
@@ -125,23 +99,32 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
         closing = True
         waiters.wake_all()
         stream_wakeups.wake_all()
-    log.subscribe(lambda event: waiters.wake_all())
-    log.subscribe(lambda event: stream_wakeups.wake_all())
+    log.on_wake(waiters.wake_all)
+    log.on_wake(stream_wakeups.wake_all)
     # Many woken waiters share a cursor; encode their answer once per publish, not once each.
     encoded: dict[tuple[int, int], bytes] = {}
-    log.subscribe(lambda event: encoded.clear())
+    wakes = [0]  # wake-ups so far: a read that spans one must not fill the cache
+
+    def forget_encoded() -> None:
+        encoded.clear()
+        wakes[0] += 1
+    log.on_wake(forget_encoded)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await log.start()  # a broker: reach Redis and subscribe before the first request
         every = config.generate_every
         generator = asyncio.create_task(generate(every, log.publish)) if every else None
         yield
         if generator is not None:
             generator.cancel()
+        await log.close()
 
-    app_class = fast_path.LeanPollingApp if lean else FastAPI
+    app_class = fast_path.LeanPollingApp if lean else ServedByApp
     app = app_class(title="Polling Lab: asyncio long polling", lifespan=lifespan)
-    app.state.log, app.state.stats, app.state.config = log, stats, config
+    # `log` is what tests publish to directly: the local EventLog, or the broker's log.
+    app.state.log, app.state.shared_log = local or log, log
+    app.state.stats, app.state.config = stats, config
     app.state.release_waiters = release_waiters
 
     def stream_response(body: bytes | None, status: int = 200) -> Response:
@@ -150,14 +133,17 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
             return Response(status_code=status, headers=headers)
         return Response(body, status_code=status, headers=headers, media_type="application/json")
 
-    def events_after(last_event_id: int, limit: int) -> bytes | None:
+    async def events_after(last_event_id: int, limit: int) -> bytes | None:
         key = (last_event_id, limit)
         body = encoded.get(key)
         if body is None:
-            found = log.since(last_event_id, limit)
+            before = wakes[0]
+            found = await log.since(last_event_id, limit)
             if not found:
                 return None
-            body = encoded[key] = json.dumps(found, separators=(",", ":")).encode()
+            body = json.dumps(found, separators=(",", ":")).encode()
+            if wakes[0] == before:
+                encoded[key] = body
         return body
 
     @app.exception_handler(ApiError)
@@ -183,8 +169,8 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
         stats.count_request("trigger_event")
         check_token(config.token, request.headers.get("Authorization"))
         message = parse_message(await request.body(), request.query_params)
-        event, replayed = publishes.publish(request.headers.get(idempotency.HEADER), message,
-                                            log.publish)
+        event, replayed = await publishes.publish_async(
+            request.headers.get(idempotency.HEADER), message, log.publish)
         if replayed:
             stats.count_replay()
             response.headers[idempotency.REPLAYED_HEADER] = "true"
@@ -195,7 +181,7 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
         """Short poll: answer at once, with an empty list when nothing is new."""
         stats.count_request("events")
         params = parse_poll_params(request.query_params, config.hold)
-        body = events_after(params.last_event_id, params.limit)
+        body = await events_after(params.last_event_id, params.limit)
         if body is None:
             stats.count_empty()
             return stream_response(b"[]")
@@ -210,7 +196,8 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
         """
         if other_stream(log.stream, claimed_stream):
             return None  # its cursor is from before a restart: a 204 now lets it reset
-        body = events_after(params.last_event_id, params.limit)
+        woken = waiters.next_publish()  # taken before the read: a publish during it wakes us
+        body = await events_after(params.last_event_id, params.limit)
         if body is not None or params.timeout <= 0:
             return body
         loop = asyncio.get_running_loop()
@@ -221,16 +208,27 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
             while body is None and not closing and (left := deadline - loop.time()) > 0:
                 if before_wait is not None:  # racy_server only: the race, on purpose
                     await before_wait()
-                # No await between the check above and taking the future in wait(), so a
-                # publish cannot fall between them: the check-then-wait race is closed.
-                await waiters.wait(left, gone)
+                    woken = waiters.next_publish()  # taken *after* an await: a publish is lost
+                # `woken` was taken before the last read, so a publish that landed since (even
+                # during an await on the broker) has resolved it: the race is closed.
+                await waiters.wait(left, woken, gone)
                 if gone.done():
                     break  # nobody is listening: release the waiter now
-                body = events_after(params.last_event_id, params.limit)
+                woken = waiters.next_publish()
+                body = await read_again(params)
         finally:
             stats.wait_ended()
             gone.cancel()
         return body
+
+    async def read_again(params: PollParams) -> bytes | None:
+        """A held poll's read after a wake-up; a broker that is down keeps it waiting."""
+        try:
+            return await events_after(params.last_event_id, params.limit)
+        except ApiError as exc:
+            if exc.status != 503:
+                raise
+            return None  # the listener's backfill wakes us once Redis is back
 
     @app.get("/poll_for_updates")
     async def poll_for_updates(request: Request) -> Response:
@@ -253,7 +251,11 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
     @app.get("/stats")
     async def stats_view() -> dict[str, Any]:
         """The counters a notebook plots: requests, empty answers, waiting polls, connections."""
-        return stats.snapshot()
+        try:
+            await log.refresh()  # a broker's counts, from Redis
+        except ApiError:
+            pass  # Redis is down: the last counts seen, and "subscribed": false, say so
+        return {**stats.snapshot(), **log.describe()}
 
     return app
 

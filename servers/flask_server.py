@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 
 from servers import idempotency
 from servers.contract import (
+    SERVED_BY_HEADER,
     STREAM_HEADER,
     ApiError,
     check_token,
@@ -29,6 +30,7 @@ from servers.contract import (
     other_stream,
     parse_message,
     parse_poll_params,
+    served_by,
     triggered,
 )
 from servers.limits import AtLimit, Budget, plan_budget
@@ -85,6 +87,7 @@ def create_app(config: ServerConfig | None = None, *, budget: Budget | None = No
     @app.after_request
     def add_stream_header(response: Response) -> Response:
         response.headers[STREAM_HEADER] = log.stream
+        response.headers[SERVED_BY_HEADER] = served_by()  # which process answered
         return response
 
     @app.get("/health")

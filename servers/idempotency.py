@@ -10,10 +10,11 @@ instead of publishing again. docs/api.md describes it.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from servers.contract import ApiError, Event
@@ -59,6 +60,7 @@ class RecentPublishes:
         self.replays = 0
         self._by_key: OrderedDict[str, _Published] = OrderedDict()
         self._lock = threading.Lock()
+        self._pending: dict[str, asyncio.Future[None]] = {}  # keys publishing now (asyncio)
 
     def publish(self, key: str | None, message: str,
                 publish: Callable[[str], Event]) -> tuple[Event, bool]:
@@ -71,21 +73,53 @@ class RecentPublishes:
             return publish(message), False
         check_key(key)
         with self._lock:
-            self._forget_old(time.monotonic())
-            earlier = self._by_key.get(key)
+            earlier = self._earlier(key, message)
             if earlier is not None:
-                if earlier.message != message:
-                    raise ApiError(
-                        422, "idempotency_key_reused",
-                        f"This {HEADER} was already used, within the last "
-                        f"{self.window_s:g} s, to publish a different message; use a new key "
-                        "for each new publish, and the same key only to retry it.",
-                    )
-                self.replays += 1
-                return earlier.event, True
+                return earlier, True
             event = publish(message)
             self._by_key[key] = _Published(time.monotonic(), message, event)
             return event, False
+
+    async def publish_async(self, key: str | None, message: str,
+                            publish: Callable[[str], Awaitable[Event]]) -> tuple[Event, bool]:
+        """`publish` for an asyncio server whose log is awaited (`servers.logs.SharedLog`).
+
+        Must run on the event loop's thread. A request whose key's first publish is still in
+        flight waits for that one to end, then answers as a replay: it too publishes once.
+        """
+        if key is None:
+            return await publish(message), False
+        check_key(key)
+        while (pending := self._pending.get(key)) is not None:
+            await asyncio.wait((pending,))
+        with self._lock:
+            earlier = self._earlier(key, message)
+        if earlier is not None:
+            return earlier, True
+        self._pending[key] = asyncio.get_running_loop().create_future()
+        try:
+            event = await publish(message)
+            with self._lock:
+                self._by_key[key] = _Published(time.monotonic(), message, event)
+            return event, False
+        finally:
+            self._pending.pop(key).set_result(None)
+
+    def _earlier(self, key: str, message: str) -> Event | None:
+        """The event `key` published within the window, or None; hold the lock."""
+        self._forget_old(time.monotonic())
+        earlier = self._by_key.get(key)
+        if earlier is None:
+            return None
+        if earlier.message != message:
+            raise ApiError(
+                422, "idempotency_key_reused",
+                f"This {HEADER} was already used, within the last {self.window_s:g} s, to "
+                "publish a different message; use a new key for each new publish, and the "
+                "same key only to retry it.",
+            )
+        self.replays += 1
+        return earlier.event
 
     def _forget_old(self, now: float) -> None:
         by_key = self._by_key

@@ -16,8 +16,9 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 from servers.contract import LOOPBACK, MAX_TIMEOUT_S
 from servers.limits import DEFAULT_REQUEST_TIMEOUT_S
@@ -25,6 +26,9 @@ from servers.store import StoreChoice
 
 #: Where `--token` is read from when it is not on the command line (which shells remember).
 TOKEN_ENV = "POLLING_LAB_TOKEN"
+#: `log`: a woken server reads the shared log from its cursor (right). `relay`: it only relays
+#: the notifications' payloads (WRONG ON PURPOSE, notebook 08's "pub/sub alone" bug).
+BrokerMode = Literal["log", "relay"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,9 @@ class ServerConfig:
     max_waiting: int = 15_000  # long polls held at once; beyond it, 503 with Retry-After
     token: str | None = field(default=None, repr=False)  # needed to publish, when set
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S  # to send a whole request, seconds
+    broker: str | None = None  # redis://HOST:PORT/DB: the event log lives there (asyncio only)
+    broker_key: str = "polling-lab"  # servers with the same broker and key share one log
+    broker_mode: BrokerMode = "log"
     #: `store`, read once: the typed choice that `servers.store.open_log` takes.
     store_choice: StoreChoice = field(init=False, repr=False, compare=False)
 
@@ -62,6 +69,7 @@ class ServerConfig:
             raise ValueError("request_timeout must be more than 0 and at most 3600 seconds")
         if self.token is not None:
             check_token_choice(self.token)
+        check_broker_choice(self)
         if self.token is None and self.host not in LOOPBACK:
             raise ValueError(
                 f"--host {self.host} lets other machines publish events; start with "
@@ -82,6 +90,22 @@ def check_token_choice(token: str) -> None:
             "--token starts or ends with a space, or holds a control character; HTTP strips "
             "those from headers, so no client could send it. Use secrets.token_urlsafe(24)."
         )
+
+
+def check_broker_choice(config: ServerConfig) -> None:
+    """Refuse a broker the server cannot use; ValueError says what to write instead."""
+    if config.broker_mode not in get_args(BrokerMode):
+        raise ValueError(f"--broker-mode must be one of {get_args(BrokerMode)}")
+    if not config.broker_key or not config.broker_key.isprintable() or " " in config.broker_key:
+        raise ValueError("--broker-key must be a non-empty name without spaces, e.g. polling-lab")
+    if config.broker is None:
+        return
+    if not config.broker.startswith("redis://"):
+        raise ValueError(f"--broker {config.broker!r} is not understood; use redis://HOST:PORT/DB"
+                         ", for example redis://127.0.0.1:6379/0")
+    if config.store != "memory":
+        raise ValueError("--broker keeps the event log in Redis, so --store has nothing to keep; "
+                         "use one or the other")
 
 
 def parse_config(name: str, argv: list[str] | None = None, *, flask: bool = False) -> ServerConfig:
@@ -108,6 +132,15 @@ def parse_config(name: str, argv: list[str] | None = None, *, flask: bool = Fals
                    metavar="S", help="close a connection whose request (line, headers and "
                    f"body) is not complete after S seconds (default {DEFAULT_REQUEST_TIMEOUT_S:g}"
                    "); a held long poll is complete, and is not cut")
+    if not flask:
+        p.add_argument("--broker", default=None, metavar="redis://HOST:PORT/DB",
+                       help="keep the event log in Redis, shared by every server started with "
+                       "the same broker and key (docs/broker.md)")
+        p.add_argument("--broker-key", default="polling-lab", metavar="NAME",
+                       help="the name of the shared log in the broker (default polling-lab)")
+        p.add_argument("--broker-mode", default="log", choices=get_args(BrokerMode),
+                       help="log: read the shared log from each cursor (default). relay: only "
+                       "relay pub/sub payloads, WRONG ON PURPOSE, to show events it loses")
     if flask:
         p.add_argument("--check-interval", type=float, default=1.0, metavar="S",
                        help="how long the naive long poll sleeps between checks")
@@ -190,10 +223,16 @@ def start_generator(config: ServerConfig, publish: Callable[[str], object]) -> N
     threading.Thread(target=run, name="event-generator", daemon=True).start()
 
 
-async def generate(every: float, publish: Callable[[str], object]) -> None:
-    """`start_generator` for an event loop: publish every `every` seconds from a task."""
+async def generate(every: float, publish: Callable[[str], Awaitable[object]]) -> None:
+    """`start_generator` for an event loop: publish every `every` seconds from a task.
+
+    A publish that fails (a broker that is down) is skipped; the next one tries again.
+    """
     n = 0
     while True:
         await asyncio.sleep(every)
         n += 1
-        publish(f"Generated event #{n}")
+        try:
+            await publish(f"Generated event #{n}")
+        except Exception as exc:  # noqa: BLE001 - one failed publish must not end the task
+            print(f"generated event #{n} not published: {exc}", file=sys.stderr, flush=True)

@@ -9,11 +9,21 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from servers.contract import ApiError
-from servers.eventlog import EventLog
 from servers.limits import AtLimit, Budget
+
+
+class LogCounts(Protocol):
+    """What /stats reads of a log: an `EventLog`, or a broker's last known counts."""
+
+    @property
+    def stream(self) -> str: ...
+    @property
+    def last_id(self) -> int: ...
+    @property
+    def oldest_id(self) -> int: ...
 
 
 def rss_bytes() -> int:
@@ -37,7 +47,7 @@ class Stats:
     """
 
     server: str
-    log: EventLog
+    log: LogCounts
     max_waiting: int = sys.maxsize
     settings: Mapping[str, Any] = field(default_factory=dict)
     budget: Budget | None = None
@@ -126,6 +136,7 @@ class Stats:
         with self._lock:
             return {
                 "server": self.server,
+                "pid": os.getpid(),
                 "stream": self.log.stream,
                 "requests": dict(self.requests),
                 "empty_responses": self.empty_responses,

@@ -3,7 +3,7 @@
 A long poll asks again after every answer; a stream asks once and is told each event as it is
 published. Both endpoints wait as the long poll does: read the log after their cursor, and when
 nothing is new, await one future that every stream shares (`PublishWait`: a
-`servers.fastapi_server.Waiters`) that the same publish resolves: one publish reaches polls and
+`servers.waiters.Waiters`) that the same publish resolves: one publish reaches polls and
 streams alike, and a stream has no queue of events, only its cursor in the log.
 
 The keep-alive is one tick for all streams, not a timeout each: the tick resolves the shared
@@ -11,23 +11,21 @@ future, and a stream that wakes to nothing new sends its comment. (Per-stream ti
 from that future's callbacks, O(N) each: 10,000 SSE streams took 84 s to open, not 8 s.)
 
 A slow reader blocks only its own send; one blocked for `SEND_STALL_S` ends that stream
-(docs/streams.md has the choices and the measurements).
+(`servers.stream_io`; docs/streams.md has the choices and the measurements).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import logging
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import anyio
-from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.types import Message, Receive, Scope, Send
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse
+from starlette.types import Message
 
 from servers.contract import (
     MAX_LIMIT,
@@ -38,16 +36,17 @@ from servers.contract import (
     parse_message,
     parse_poll_params,
 )
-from servers.eventlog import EventLog
+from servers.logs import SharedLog
 from servers.stats import Stats
+from servers.stream_io import (
+    SEND_STALL_S,  # noqa: F401  (a stream's contract; tests read it)
+    EventStream,
+    bounded,
+    log_unless_peer_gone,
+)
 
 KEEPALIVE_S = 10.0  # a comment on a quiet SSE stream; API.md asks for one at least every 15 s
 RETRY_MS = 1000  # how long an EventSource waits before it reconnects
-SEND_STALL_S = 5.0  # a send still blocked after this long ends the stream: the reader is stuck
-
-#: What a send raises once the peer has gone (uvicorn, Starlette, and the TestClient's anyio).
-PEER_GONE = (OSError, RuntimeError, WebSocketDisconnect, anyio.ClosedResourceError,
-             anyio.BrokenResourceError)
 
 #: What a stream is sent next: new events, the 410 of a too-old cursor, or [] (a keep-alive).
 Batch = list[Event] | ApiError
@@ -68,7 +67,7 @@ def compact(value: object) -> str:
 class Streams:
     """The two stream endpoints of one server, sharing its log, counters and wait."""
 
-    log: EventLog
+    log: SharedLog
     stats: Stats
     waiters: PublishWait
     token: str | None
@@ -79,7 +78,7 @@ class Streams:
 
     def __post_init__(self) -> None:
         # Streams at the same cursor get the same events: encode them once per publish.
-        self.log.subscribe(lambda event: self._encoded.clear())
+        self.log.on_wake(self._encoded.clear)
 
     def resume_point(self, last_event_id_header: str | None, query: Mapping[str, str]) -> int:
         """The cursor a stream starts after: `Last-Event-ID` if sent, else `?last_event_id=`.
@@ -100,24 +99,30 @@ class Streams:
         self._following += 1
         if self._ticker is None or self._ticker.done():
             self._ticker = asyncio.ensure_future(self._keep_alive_tick())
+        idle_wake = False  # woken, and nothing new since: the keep-alive tick
         try:
             while not self.closing():
+                woken = self.waiters.next_publish()  # before the read, as the long poll does
                 try:
-                    events = self.log.since(after, MAX_LIMIT)
-                except ApiError as gone:  # older than retention: say so, then carry on
-                    yield gone
-                    after = gone.extra["oldest_id"] - 1
-                    continue
+                    events = await self.log.since(after, MAX_LIMIT)
+                except ApiError as error:
+                    if error.status != 410:
+                        events = []  # the broker is down: wait; its backfill wakes us
+                    else:  # older than retention: say so, then carry on
+                        yield error
+                        after = error.extra["oldest_id"] - 1
+                        continue
                 if events:
-                    after = events[-1]["id"]
+                    after, idle_wake = events[-1]["id"], False
                     yield events
                     continue
-                newest = self.log.last_id
-                # No await since the check, so nothing is missed; shielded, because a stream
-                # that is cancelled (its client left) must not cancel everyone's shared future.
-                await asyncio.shield(self.waiters.next_publish())
-                if self.log.last_id == newest and not self.closing():
-                    yield []  # woken by the keep-alive tick
+                if idle_wake:
+                    idle_wake = False
+                    yield []
+                # Shielded, because a stream that is cancelled (its client left) must not
+                # cancel the future every other stream awaits.
+                await asyncio.shield(woken)
+                idle_wake = not self.closing()
         finally:
             self._following -= 1
 
@@ -167,6 +172,8 @@ class Streams:
 
     async def ws_send_events(self, websocket: WebSocket, after: int) -> None:
         """A hello frame, then a frame per event; ends if a send stays blocked (a stuck reader)."""
+        with contextlib.suppress(ApiError):  # a broker that is down: the newest id we saw
+            await self.log.refresh()
         hello = {"type": "hello", "stream": self.log.stream, "last_event_id": self.log.last_id}
         if not await bounded(websocket.send_text(compact(hello))):
             return
@@ -194,10 +201,11 @@ class Streams:
             message = received.result()
             if message["type"] == "websocket.disconnect":
                 return
-            if not await bounded(websocket.send_text(compact(self.answer(message, authorization)))):
+            reply = await self.answer(message, authorization)
+            if not await bounded(websocket.send_text(compact(reply))):
                 return
 
-    def answer(self, message: Message, authorization: str | None) -> dict[str, Any]:
+    async def answer(self, message: Message, authorization: str | None) -> dict[str, Any]:
         """The server's reply to one client frame: `published`, or an `error` saying why not."""
         text = message.get("text")
         if text is None:
@@ -213,64 +221,14 @@ class Streams:
                                ' "message": "..."}; every frame is a JSON object with a "type".')
         try:
             check_token(self.token, authorization)  # the token rules of POST /trigger_event
-            published = self.log.publish(parse_message(text.encode(), {}))
+            published = await self.log.publish(parse_message(text.encode(), {}))
         except ApiError as exc:
             return error_frame(exc.code, exc.detail)
         return {"type": "published", "event": published}
 
 
-def log_unless_peer_gone(task: asyncio.Future[None]) -> None:
-    """Log a sender that failed for another reason than its client leaving: that is a bug."""
-    if not task.cancelled() and (exc := task.exception()) and not isinstance(exc, PEER_GONE):
-        logging.getLogger("uvicorn.error").error("WebSocket sender failed", exc_info=exc)
-
-
 def error_frame(code: str, detail: str) -> dict[str, Any]:
     return {"type": "error", "error": code, "detail": detail}
-
-
-async def within_stall(send: Awaitable[None]) -> None:
-    """Await one send; raise TimeoutError if it is still blocked after SEND_STALL_S."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(SEND_STALL_S):
-            await send
-    else:  # 3.10's wait_for can swallow a cancel that lands as the send ends, and leak a task
-        await asyncio.wait_for(send, SEND_STALL_S)
-
-
-async def bounded(send: Awaitable[None]) -> bool:
-    """Await one send for at most SEND_STALL_S; False when it stayed blocked (or the peer left)."""
-    try:
-        await within_stall(send)
-    except (TimeoutError, *PEER_GONE):  # stuck, or gone
-        return False
-    return True
-
-
-class EventStream(StreamingResponse):
-    """`text/event-stream` that counts itself in `/stats` and ends a send stuck for SEND_STALL_S."""
-
-    def __init__(self, stats: Stats, messages: AsyncIterator[bytes], stream: str) -> None:
-        super().__init__(messages, media_type="text/event-stream", headers={
-            "Cache-Control": "no-cache", "X-Accel-Buffering": "no", STREAM_HEADER: stream})
-        self.stats = stats
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.stats.stream_opened()
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.stats.stream_closed()
-
-    async def stream_response(self, send: Send) -> None:
-        async def stall_bounded(message: Message) -> None:
-            await within_stall(send(message))
-        try:
-            await super().stream_response(stall_bounded)
-        except TimeoutError:
-            pass  # the reader is stuck; ending here frees its task and its count
-        finally:
-            await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
 def add_stream_routes(app: FastAPI, streams: Streams) -> None:

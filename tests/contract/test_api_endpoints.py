@@ -8,6 +8,7 @@ test_flask_server.py and test_fastapi_server.py.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +42,8 @@ def test_health(api: InProcessApi) -> None:
     reply = api.get("/health")
     assert reply.status == 200
     assert reply.json() == {"status": "ok", "server": SERVER_NAMES[api.kind],
-                            "stream": api.log.stream}
+                            "stream": api.log.stream, "pid": os.getpid()}
+    assert reply.headers["X-Served-By"] == str(os.getpid())  # in process: this pid
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from servers.contract import (
@@ -141,7 +143,8 @@ def test_framework_errors_become_the_apis_errors(status: int, code: str) -> None
 
 
 def test_health_and_triggered_bodies() -> None:
-    assert health("demo", "s1") == {"status": "ok", "server": "demo", "stream": "s1"}
+    assert health("demo", "s1") == {"status": "ok", "server": "demo", "stream": "s1",
+                                    "pid": os.getpid()}
     event = {"id": 1, "timestamp": 1.0, "message": "m"}
     assert triggered(event) == {"status": "event triggered", "event": event}  # type: ignore[arg-type]
 

@@ -124,8 +124,11 @@ def test_start_generator_publishes_from_a_thread_and_only_when_asked() -> None:
 def test_generate_publishes_from_a_task_until_cancelled() -> None:
     published: list[str] = []
 
+    async def publish(message: str) -> None:  # the asyncio server's log is awaited
+        published.append(message)
+
     async def run() -> None:
-        task = asyncio.create_task(generate(0.01, published.append))
+        task = asyncio.create_task(generate(0.01, publish))
         while len(published) < 2:
             await asyncio.sleep(0.005)
         task.cancel()
