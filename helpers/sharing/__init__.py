@@ -1,12 +1,15 @@
 """Notebook 08's engine. Several servers behind a gateway: the lost-event bug, and the fix.
 
-    lost_event_bug()                        # 3 in-memory servers: events lost, duplicated
-    pubsub_cut(redis, "relay")              # notifications alone lose what a cut missed
-    fanout(redis, servers=3)                # the broker: all delivered, and how fast
-    kill_mid_hold(redis)                    # a server dies; its clients lose nothing
-    redis_restart(appendonly=True)          # what a restart of Redis keeps
+    lost_event_bug(memory)                  # 3 in-memory servers: events lost, duplicated
+    pubsub_cut(redis, relay)                # notifications alone lose what a cut missed
+    fanout(shared)                          # one log in Redis: all delivered, and how fast
+    kill_mid_hold(shared)                   # a server dies; its clients lose nothing
+    redis_restart(appendonly=True)          # what a crash of Redis keeps
     gateway_guards()                        # the token and the rate limit at the gateway
-    hold_and_fanout(redis, 2, 1000)         # 2 servers holding 1,000 polls each
+    hold_and_fanout(four, 2, 1000)          # 2 servers holding 1,000 polls each
+
+`memory`, `relay`, `shared` and `four` are clusters from `helpers.cluster.launch_cluster`,
+on Redis with `broker_options(redis)` (or `broker_options(redis, "relay")`).
 
 Every number comes from real servers, a real gateway and a real `redis-server`, counted by
 message per client (`Audience`, `Tally`). `redis_ready()` says how to install Redis when it

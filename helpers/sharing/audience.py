@@ -122,14 +122,15 @@ class Audience:
     """`n` `LongPollClient`s (threads) on `url`, each remembering every message it received."""
 
     def __init__(self, url: str, n: int, *, hold: float = 10.0, name: str = "client",
-                 backoff_cap: float = 1.0) -> None:
+                 backoff_cap: float = 1.0, last_event_id: int = 0) -> None:
         self.url = url
         self.metrics = Metrics()
         self.names = [f"{name}-{i}" for i in range(n)]
         self.received: dict[str, list[Received]] = {c: [] for c in self.names}
         self._lock = threading.Lock()
         self.clients = [LongPollClient(url, hold=hold, metrics=self.metrics, name=c,
-                                       backoff_cap=backoff_cap, on_events=self._recorder(c))
+                                       backoff_cap=backoff_cap, last_event_id=last_event_id,
+                                       on_events=self._recorder(c))
                         for c in self.names]
 
     def _recorder(self, client: str) -> Callable[[Sequence[Event]], None]:

@@ -1,6 +1,6 @@
 """Section 4 of notebook 08: a server killed mid-hold, Redis restarted, and the gateway's door.
 
-    kill_mid_hold(redis)                  # its clients come back through the gateway, lose nothing
+    kill_mid_hold(shared)                 # its clients come back through the gateway, lose nothing
     redis_restart(appendonly=True)        # which events a restart of Redis keeps
     gateway_guards()                      # 401 without the token, 429 + Retry-After past the limit
 """
@@ -18,9 +18,10 @@ from helpers.cluster import Cluster, launch_cluster
 from helpers.errors import PollingLabError
 from helpers.http import request, session_for
 from helpers.launcher import Server, launch
+from helpers.processes import kill_process_group
 from helpers.redis_server import RedisServer, launch_redis
 from helpers.sharing.audience import Audience, Publishing
-from helpers.sharing.lessons import HOLD_S, broker_options, wait_held, waiting
+from helpers.sharing.lessons import HOLD_S, audience_for, prefix_for, wait_held, waiting
 from helpers.sharing.results import GatewayGuards, KilledServer, RedisRestart
 from helpers.swarm import Swarm
 
@@ -31,27 +32,26 @@ def upstream_health(cluster: Cluster) -> list[bool]:
     return [bool(u["healthy"]) for u in stats["upstreams"]]
 
 
-def kill_mid_hold(redis: RedisServer, *, servers: int = 3, clients: int = 30, events: int = 10,
+def kill_mid_hold(cluster: Cluster, *, clients: int = 30, events: int = 10,
                   victim: int = 0) -> KilledServer:
     """Kill server `victim` (SIGKILL) while it holds polls, then publish through the gateway.
 
     Its clients' polls end with an error; they retry through the gateway, which sends them to
-    a live server, and resume from their cursors in the shared log.
+    a live server, and resume from their cursors in the shared log. The server is started
+    again at the end, so the cluster can be used again.
     """
-    with launch_cluster(servers, **broker_options(redis)) as cluster, \
-            Audience(cluster.url, clients, hold=HOLD_S) as audience:
+    with audience_for(cluster, clients) as audience:
         wait_held(cluster.servers, clients)
         held = waiting(cluster.servers)[victim]
         killed_at = time.monotonic()
         cluster.kill(victim)
         out_s = math.nan
-        deadline = killed_at + 5
-        while time.monotonic() < deadline:
+        while time.monotonic() < killed_at + 5:
             if not upstream_health(cluster)[victim]:
                 out_s = time.monotonic() - killed_at
                 break
             time.sleep(0.02)
-        publishing = Publishing(cluster.url)
+        publishing = Publishing(cluster.url, prefix=prefix_for("kill"))
         try:
             sent = publishing.many(events, 0.05)
         finally:
@@ -59,6 +59,7 @@ def kill_mid_hold(redis: RedisServer, *, servers: int = 3, clients: int = 30, ev
         audience.wait_for(sent, timeout=10.0)
         recovered_s = time.monotonic() - killed_at
         tally = audience.tally(sent)
+    cluster.restart(victim)
     return KilledServer(held_on_killed=held, out_of_rotation_s=out_s, published_after=len(sent),
                         recovered_s=recovered_s, tally=tally)
 
@@ -86,22 +87,25 @@ def _publish_when_back(url: str, message: str, timeout: float) -> dict[str, Any]
         session.close()
 
 
-def redis_restart(appendonly: bool, *, events: int = 5, flushed_s: float = 1.5) -> RedisRestart:
+def redis_restart(appendonly: bool, *, crash: bool = True, events: int = 5,
+                  flushed_s: float = 1.5) -> RedisRestart:
     """Publish `events`, wait `flushed_s`, restart Redis, and see what the server still has.
 
     A Redis of its own, with append-only persistence (`appendonly yes`, `appendfsync everysec`)
-    or with none. `flushed_s` > 1 s lets everysec write the events to disk before the restart.
+    or with none. With `crash`, Redis is killed (SIGKILL: no chance to flush anything) and
+    started again; otherwise it is stopped cleanly (SIGTERM, which flushes the file first).
+    `flushed_s` > 1 s lets everysec write the events to disk before the crash.
     """
     redis = launch_redis(appendonly=appendonly)
     try:
         with launch("asyncio", broker=redis.url) as server:
-            return _restart_under(redis, server, appendonly, events, flushed_s)
+            return _restart_under(redis, server, appendonly, crash, events, flushed_s)
     finally:
         redis.stop()
 
 
-def _restart_under(redis: RedisServer, server: Server, appendonly: bool, events: int,
-                   flushed_s: float) -> RedisRestart:
+def _restart_under(redis: RedisServer, server: Server, appendonly: bool, crash: bool,
+                   events: int, flushed_s: float) -> RedisRestart:
     """`redis_restart` once Redis and its server run."""
     watcher = Audience(server.url, 1, hold=HOLD_S, name="watcher").start()
     try:
@@ -112,7 +116,9 @@ def _restart_under(redis: RedisServer, server: Server, appendonly: bool, events:
         stream_before = server.health()["stream"]
         time.sleep(flushed_s)
         restarted = time.monotonic()
-        redis.restart()
+        if crash and redis.process is not None:
+            kill_process_group(redis.process)  # a power cut, as far as Redis can tell
+        redis.restart()  # (stopping a process that is already dead just reaps it)
         after = _publish_when_back(server.url, "after the restart", timeout=15.0)
         down_s = time.monotonic() - restarted
         time.sleep(0.5)  # the watcher's next poll sees the log as it is now
@@ -120,7 +126,7 @@ def _restart_under(redis: RedisServer, server: Server, appendonly: bool, events:
         stream_after = server.health()["stream"]
     finally:
         watcher.stop()
-    return RedisRestart(appendonly=appendonly, published_before=len(sent),
+    return RedisRestart(appendonly=appendonly, crashed=crash, published_before=len(sent),
                         survived=sum(p.message in kept for p in sent),
                         stream_before=stream_before, stream_after=stream_after,
                         first_id_after=int(after["id"]), down_s=down_s,
@@ -135,7 +141,7 @@ def gateway_guards(*, token: str = "s3cret", rate_limit: float = 20.0, burst: in
     them; then a swarm short-polling as fast as it may for `poll_s` seconds, to see that it
     waits out each 429's `Retry-After` and still receives the events.
     """
-    with launch_cluster(2, token=token, rate_limit=rate_limit) as cluster:
+    with launch_cluster(1, token=token, rate_limit=rate_limit) as cluster:
         url = cluster.url
         with requests.Session() as session:
             session.trust_env = False

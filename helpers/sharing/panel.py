@@ -13,7 +13,7 @@ from helpers.errors import PollingLabError
 from helpers.panel import PanelBase
 from helpers.sharing.audience import Audience, Publish, Publishing
 from helpers.sharing.faults import upstream_health
-from helpers.sharing.lessons import HOLD_S
+from helpers.sharing.lessons import audience_for, prefix_for
 from helpers.sharing.results import Tally
 
 
@@ -34,7 +34,7 @@ class SharingPanel(PanelBase):
         self.rate = rate
         self.audience: Audience | None = None
         self.last_tally: Tally | None = None  # what the last clients lost, set by stop()
-        self.publishing = Publishing(cluster.url, prefix="live")
+        self.publishing = Publishing(cluster.url, prefix=prefix_for("live"))
         self._stop_publishing = threading.Event()
         self._publisher: threading.Thread | None = None
         self.trigger_button = self._button("Trigger event", "bolt", self.trigger,
@@ -63,7 +63,9 @@ class SharingPanel(PanelBase):
         """Start the clients, and publish about `rate` events a second through the gateway."""
         if self.audience is not None:
             return
-        self.audience = Audience(self.cluster.url, self.n, hold=HOLD_S, name="live").start()
+        self.audience = audience_for(self.cluster, self.n, name="live").start()
+        self.publishing.close()  # a new run counts its own publishes
+        self.publishing = Publishing(self.cluster.url, prefix=prefix_for("live"))
         self._stop_publishing.clear()
         self._publisher = threading.Thread(target=self._publish_loop, name="panel-publisher",
                                            daemon=True)
@@ -109,7 +111,7 @@ class SharingPanel(PanelBase):
         self.say("stopped publishing and the clients")
 
     def tally(self) -> Tally | None:
-        """What the running (or, once stopped, the last) clients lost and received twice, of everything published."""
+        """What the running clients (once stopped, the last ones) lost and received twice."""
         if self.audience is None:
             return self.last_tally
         return self.audience.tally(self.publishing.sent)

@@ -74,6 +74,7 @@ class RedisRestart:
     """Redis restarted under one persistence setting: what the servers still had afterwards."""
 
     appendonly: bool
+    crashed: bool  # killed with SIGKILL (True) or stopped cleanly with SIGTERM (False)
     published_before: int
     survived: int  # of those, events still in the log after the restart
     stream_before: str
