@@ -62,6 +62,9 @@ def _flags(options: dict[str, Any]) -> list[str]:
             flags.append("--threaded" if value else "--single-threaded")
         elif isinstance(value, bool):  # a switch such as lean=True: present or absent
             flags += [f"--{key.replace('_', '-')}"] if value else []
+        elif isinstance(value, (list, tuple)):  # a repeatable flag: upstream=[a, b]
+            for item in value:
+                flags += [f"--{key.replace('_', '-')}", str(item)]
         else:
             flags += [f"--{key.replace('_', '-')}", str(value)]
     return flags
