@@ -4,12 +4,13 @@
     pubsub_cut(redis, relay)                # notifications alone lose what a cut missed
     fanout(shared)                          # one log in Redis: all delivered, and how fast
     kill_mid_hold(shared)                   # a server dies; its clients lose nothing
-    redis_restart(appendonly=True)          # what a crash of Redis keeps
-    gateway_guards()                        # the token and the rate limit at the gateway
-    hold_and_fanout(four, 2, 1000)          # 2 servers holding 1,000 polls each
+    redis_restarts()                        # what a crash of Redis keeps, AOF on and off
+    gateway_guards(one.servers)             # the token and the rate limit at a gateway
+    hold_and_fanout(four, 2, 1000)          # 2 of four servers holding 1,000 polls each
 
-`memory`, `relay`, `shared` and `four` are clusters from `helpers.cluster.launch_cluster`,
-on Redis with `broker_options(redis)` (or `broker_options(redis, "relay")`).
+`memory`, `relay`, `shared` and `one` are clusters from `helpers.cluster.launch_cluster`,
+on Redis with `broker_options(redis)` (or `broker_options(redis, "relay")`); `four` is a list
+of servers on one broker.
 
 Every number comes from real servers, a real gateway and a real `redis-server`, counted by
 message per client (`Audience`, `Tally`). `redis_ready()` says how to install Redis when it
@@ -27,7 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from helpers.sharing.audience import Audience, Publish, Publishing, count_client, publish
 from helpers.sharing.exercise import check_counting
-from helpers.sharing.faults import gateway_guards, kill_mid_hold, redis_restart, upstream_health
+from helpers.sharing.faults import (
+    gateway_guards,
+    kill_mid_hold,
+    redis_restart,
+    redis_restarts,
+    upstream_health,
+)
 from helpers.sharing.lessons import broker_options, fanout, lost_event_bug, pubsub_cut
 from helpers.sharing.needs import redis_ready
 from helpers.sharing.results import (
@@ -68,6 +75,7 @@ __all__ = [
     "pubsub_cut",
     "redis_ready",
     "redis_restart",
+    "redis_restarts",
     "upstream_health",
 ]
 

@@ -1,9 +1,9 @@
 """Section 5 of notebook 08: 1, 2 and 4 servers on one broker, each holding many polls.
 
-    four = launch_cluster(4, **broker_options(redis))
-    hold_and_fanout(four, servers=2, polls_per_server=1000)   # -> ScalingRow
+    four = [*shared.servers, launch("asyncio", **broker)]   # four servers on one broker
+    hold_and_fanout(four, servers=2, polls_per_server=1000)  # -> ScalingRow
 
-The first `servers` of the cluster each get their own swarm, straight to their port (the
+The first `servers` of the list each get their own swarm, straight to their port (the
 others stay idle): the table measures the servers and Redis, not the one-process gateway,
 which in production runs on machines of its own.
 """
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 
-from helpers.cluster import Cluster
 from helpers.launcher import Server
 from helpers.metrics import Metrics, percentile
 from helpers.processes import total_cpu_seconds
-from helpers.sharing.lessons import newest_id, wait_held
+from helpers.sharing.lessons import wait_held
 from helpers.sharing.results import ScalingRow
 from helpers.swarm import Swarm
 
@@ -28,20 +28,20 @@ def _delivered(metrics: Metrics, event_id: int) -> list[float]:
     return [d.received_at for d in list(metrics.deliveries) if d.event_id == event_id]
 
 
-def hold_and_fanout(cluster: Cluster, servers: int, polls_per_server: int, *,
+def hold_and_fanout(pool: Sequence[Server], servers: int, polls_per_server: int, *,
                     publishes: int = 3, timeout: float = 20.0) -> ScalingRow:
-    """`polls_per_server` held on each of the first `servers` of a broker cluster, then
-    `publishes` events one by one.
+    """`polls_per_server` held on each of the first `servers` of `pool` (servers on one
+    broker), then `publishes` events one by one.
 
     For each event: the last client's receive time minus the event's timestamp (its fan-out).
     Raises TimeoutError if the polls are not all held within `timeout` seconds.
     """
-    used = cluster.servers[:servers]
+    used = list(pool[:servers])
     if len(used) < servers:
-        raise ValueError(f"the cluster has {len(used)} servers, not {servers}")
+        raise ValueError(f"the pool has {len(used)} servers, not {servers}")
     total = servers * polls_per_server
     metrics = Metrics()
-    last = newest_id(cluster)
+    last = int(used[0].stats()["last_event_id"])
     swarms = [Swarm(s.url, polls_per_server, "long", hold=HOLD_S, metrics=metrics,
                     last_event_id=last, name=f"s{k}") for k, s in enumerate(used)]
     try:

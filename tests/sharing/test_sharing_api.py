@@ -36,6 +36,7 @@ EXPECTED = [
     "pubsub_cut",
     "redis_ready",
     "redis_restart",
+    "redis_restarts",
     "upstream_health",
 ]
 
