@@ -24,9 +24,11 @@ from helpers.launcher import Server, launch
 from helpers.processes import kill_process_group
 from helpers.redis_server import RedisServer, launch_redis
 from helpers.sharing.audience import Audience, Publish, Publishing
-from helpers.sharing.lessons import HOLD_S, audience_for, prefix_for, wait_held, waiting
+from helpers.sharing.lessons import audience_for, prefix_for, wait_held, waiting
 from helpers.sharing.results import GatewayGuards, KilledServer, RedisRestart
 from helpers.swarm import Swarm
+
+WATCHER_HOLD_S = 1.0
 
 
 def upstream_health(cluster: Cluster) -> list[bool]:
@@ -128,7 +130,9 @@ def after_publish(event: dict[str, Any]) -> Publish:
 def _restart_under(redis: RedisServer, server: Server, appendonly: bool, crash: bool,
                    events: int, flushed_s: float) -> RedisRestart:
     """`redis_restart` once Redis and its server run."""
-    watcher = Audience(server.url, 1, hold=HOLD_S, name="watcher").start()
+    # A short hold: a poll held through the crash is not woken when the log it waits on is
+    # replaced, so the watcher notices a new stream at its next poll, within one hold.
+    watcher = Audience(server.url, 1, hold=WATCHER_HOLD_S, name="watcher").start()
     try:
         publishing = Publishing(server.url, prefix="before")
         sent = publishing.many(events, 0.02)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from helpers.redis_server import RedisMissing
 
 import helpers.sharing
 from helpers import launch
 from helpers.panel import PanelBase
-from helpers.redis_server import RedisMissing
 from helpers.sharing import Audience, Tally, check_counting, count_client, publish, redis_ready
 from helpers.sharing import needs as needs_module
 from helpers.sharing.panel import SharingPanel
