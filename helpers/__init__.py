@@ -11,7 +11,8 @@ This module exports the names every lesson shares; a single lesson's tools are i
 their own packages: `helpers.compare` (notebook 04), `helpers.scaling` (05), `helpers.faults` (06).
 
 `Panel` is imported on first use (PEP 562), so that code that never shows a widget (a script, a
-test, `python -m bench`) does not import ipywidgets.
+test, `python -m bench`) does not import ipywidgets; so are the Redis helpers (`launch_redis`,
+`RedisServer`, `redis_available`, `RedisMissing`), so that only the broker lessons import redis.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from helpers.swarm import Swarm
 
 if TYPE_CHECKING:
     from helpers.panel import Panel
+    from helpers.redis_server import RedisMissing, RedisServer, launch_redis, redis_available
+
+_REDIS_NAMES = ("RedisMissing", "RedisServer", "launch_redis", "redis_available")
 
 __all__ = [
     "Experiment",
@@ -40,6 +44,8 @@ __all__ = [
     "Panel",
     "PollError",
     "PollingLabError",
+    "RedisMissing",
+    "RedisServer",
     "SSEClient",
     "Server",
     "ServerNotReady",
@@ -56,7 +62,9 @@ __all__ = [
     "connect",
     "headless",
     "launch",
+    "launch_redis",
     "measure",
+    "redis_available",
     "show_code",
 ]
 
@@ -67,4 +75,8 @@ def __getattr__(name: str) -> Any:
         from helpers.panel import Panel
 
         return Panel
+    if name in _REDIS_NAMES:
+        from helpers import redis_server
+
+        return getattr(redis_server, name)
     raise AttributeError(f"module 'helpers' has no attribute {name!r}")

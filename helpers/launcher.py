@@ -70,6 +70,14 @@ def _flags(options: dict[str, Any]) -> list[str]:
     return flags
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a process the kit starts: it can import `servers`, and it knows its
+    launcher's pid, so `servers.startup.die_with_parent` can ask Linux to stop it with us."""
+    return {**os.environ, "POLLING_LAB_PARENT_PID": str(os.getpid()),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                        os.environ.get("PYTHONPATH")]))}
+
+
 _Handle = TypeVar("_Handle", bound="ServerHandle")
 
 
@@ -202,9 +210,7 @@ class Server(ServerHandle):
         self.log_path = self.log_dir / f"{self.kind}-{stamp}-{len(os.listdir(self.log_dir))}.log"
         command = [sys.executable, "-u", "-m", self.module, "--host", self.host,
                    "--port", str(self.port), *_flags(self.options)]
-        env = {**os.environ, "POLLING_LAB_PARENT_PID": str(os.getpid()),
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                           os.environ.get("PYTHONPATH")]))}
+        env = child_env()
         with open(self.log_path, "wb") as log:
             log.write(f"$ {' '.join(command)}\n".encode())
             log.flush()

@@ -29,6 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from servers import idempotency
 from servers.broker_listener import Listener, RelayStore
 from servers.contract import DEFAULT_MESSAGE, ApiError, Event
 from servers.eventlog import gone
@@ -41,8 +42,9 @@ RETRY_AFTER_S = 1
 
 T = TypeVar("T")
 
-#: KEYS: the id counter, the events (a stream), the log's stream id. ARGV: the message as JSON,
-#: the timestamp, the retention, a fresh stream id (used only if the log is new), the channel.
+#: KEYS: the id counter, the events (a stream), the log's stream id, and the Idempotency-Key's
+#: record (or none). ARGV: the message as JSON, the timestamp, the retention, a fresh stream id
+#: (used only if the log is new), the channel, how long a key is remembered (s).
 PUBLISH = """
 local stream = redis.call('GET', KEYS[3])
 if not stream then
@@ -50,10 +52,15 @@ if not stream then
   stream = ARGV[4]
   redis.call('SET', KEYS[3], stream)
 end
+if KEYS[4] then
+  local earlier = redis.call('GET', KEYS[4])
+  if earlier then return {stream, earlier, 'replayed'} end
+end
 local id = string.format('%d', redis.call('INCR', KEYS[1]))
 local event = '{"id":' .. id .. ',"timestamp":' .. ARGV[2] .. ',"message":' .. ARGV[1] .. '}'
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], id .. '-0', 'e', event)
 redis.call('PUBLISH', ARGV[5], event)
+if KEYS[4] then redis.call('SET', KEYS[4], event, 'EX', ARGV[6]) end
 return {stream, event}
 """
 
@@ -156,16 +163,28 @@ class BrokerLog:
             self.wake()
 
     async def publish(self, message: str = DEFAULT_MESSAGE) -> Event:
-        """Publish through the Lua script; this server's own waiters are woken at once."""
-        stream, raw = await self._call(self._publish(keys=self.keys, args=[
+        return (await self.publish_once(None, message))[0]
+
+    async def publish_once(self, key: str | None, message: str) -> tuple[Event, bool]:
+        """Publish through the Lua script, once per Idempotency-Key across every server.
+
+        The key's record lives in Redis, so a retry that reaches another server is still a
+        replay. This server's own waiters are woken at once; the others by the notification.
+        """
+        keys = self.keys if key is None else [*self.keys, f"{self.key}:idempotency:"
+                                              f"{idempotency.check_key(key)}"]
+        stream, raw, *replayed = await self._call(self._publish(keys=keys, args=[
             json.dumps(message, ensure_ascii=False), repr(time.time()), self.retention,
-            new_stream_id(), self.channel]))
+            new_stream_id(), self.channel, int(idempotency.DEFAULT_WINDOW_S)]))
         self._adopt(stream)
         event: Event = json.loads(raw)
+        if replayed:
+            idempotency.check_same_message(event["message"], message)
+            return event, True
         self._last_id = max(self._last_id, event["id"])
         if self.relayed is None:
             self.wake()  # the notification will wake the others (and us, again: harmless)
-        return event
+        return event, False
 
     async def _read_after(self, last_event_id: int, limit: int) -> list[Event]:
         answer = await self._call(self._read(keys=self.keys, args=[

@@ -86,7 +86,6 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
     log, local = open_shared_log(config)  # memory, SQLite or a Redis broker: servers.logs
     max_waiting = budget.max_waiting if budget is not None else config.max_waiting
     stats = Stats(name, log, max_waiting, budget=budget, at_limit=at_limit)
-    publishes = idempotency.RecentPublishes()
     waiters = Waiters()
     # The streams' own Waiters: woken by every publish too, and also by their keep-alive tick,
     # which must not wake the held polls (servers.streams says why the tick is shared).
@@ -169,8 +168,8 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
         stats.count_request("trigger_event")
         check_token(config.token, request.headers.get("Authorization"))
         message = parse_message(await request.body(), request.query_params)
-        event, replayed = await publishes.publish_async(
-            request.headers.get(idempotency.HEADER), message, log.publish)
+        event, replayed = await log.publish_once(request.headers.get(idempotency.HEADER),
+                                                 message)
         if replayed:
             stats.count_replay()
             response.headers[idempotency.REPLAYED_HEADER] = "true"

@@ -44,6 +44,17 @@ def check_key(key: str) -> str:
     return key
 
 
+def check_same_message(earlier: str, message: str, window_s: float = DEFAULT_WINDOW_S) -> None:
+    """Refuse a key used again for another message (ApiError 422): one key names one publish."""
+    if earlier != message:
+        raise ApiError(
+            422, "idempotency_key_reused",
+            f"This {HEADER} was already used, within the last {window_s:g} s, to publish a "
+            "different message; use a new key for each new publish, and the same key only "
+            "to retry it.",
+        )
+
+
 class RecentPublishes:
     """The events published under each `Idempotency-Key` in the last `window_s` seconds.
 
@@ -111,13 +122,7 @@ class RecentPublishes:
         earlier = self._by_key.get(key)
         if earlier is None:
             return None
-        if earlier.message != message:
-            raise ApiError(
-                422, "idempotency_key_reused",
-                f"This {HEADER} was already used, within the last {self.window_s:g} s, to "
-                "publish a different message; use a new key for each new publish, and the "
-                "same key only to retry it.",
-            )
+        check_same_message(earlier.message, message, self.window_s)
         self.replays += 1
         return earlier.event
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from servers import idempotency
 from servers.contract import DEFAULT_MESSAGE, Event
 from servers.eventlog import EventLog
 from servers.startup import ServerConfig
@@ -32,6 +33,12 @@ class SharedLog(Protocol):
 
     async def publish(self, message: str = DEFAULT_MESSAGE) -> Event:
         """Append one event with the next id; every waiter is woken once it is stored."""
+
+    async def publish_once(self, key: str | None, message: str) -> tuple[Event, bool]:
+        """`publish`, once per `Idempotency-Key` (None: every time); (event, was it a replay).
+
+        Raises the 400 and 422 of `servers.idempotency` for a bad or reused key.
+        """
 
     async def since(self, last_event_id: int, limit: int) -> list[Event]:
         """The events after the cursor, oldest first, at most `limit`.
@@ -64,6 +71,7 @@ class LocalLog:
 
     def __init__(self, log: EventLog) -> None:
         self.log = log
+        self.publishes = idempotency.RecentPublishes()  # keys in this process's memory
 
     @property
     def stream(self) -> str:
@@ -79,6 +87,9 @@ class LocalLog:
 
     async def publish(self, message: str = DEFAULT_MESSAGE) -> Event:
         return self.log.publish(message)
+
+    async def publish_once(self, key: str | None, message: str) -> tuple[Event, bool]:
+        return await self.publishes.publish_async(key, message, self.publish)
 
     async def since(self, last_event_id: int, limit: int) -> list[Event]:
         return self.log.since(last_event_id, limit)

@@ -13,6 +13,8 @@ EXPECTED = [
     "Panel",
     "PollError",
     "PollingLabError",
+    "RedisMissing",
+    "RedisServer",
     "SSEClient",
     "Server",
     "ServerNotReady",
@@ -29,7 +31,9 @@ EXPECTED = [
     "connect",
     "headless",
     "launch",
+    "launch_redis",
     "measure",
+    "redis_available",
     "show_code",
 ]
 
@@ -55,5 +59,5 @@ def test_exports_are_the_kits_own_objects() -> None:
 
 
 def test_every_kit_error_is_a_polling_lab_error() -> None:
-    for name in ("PollError", "ServerNotReady", "ServerUnavailable"):
+    for name in ("PollError", "ServerNotReady", "ServerUnavailable", "RedisMissing"):
         assert issubclass(getattr(helpers, name), helpers.PollingLabError)
