@@ -12,7 +12,8 @@ their own packages: `helpers.compare` (notebook 04), `helpers.scaling` (05), `he
 
 `Panel` is imported on first use (PEP 562), so that code that never shows a widget (a script, a
 test, `python -m bench`) does not import ipywidgets; so are the Redis helpers (`launch_redis`,
-`RedisServer`, `redis_available`, `RedisMissing`), so that only the broker lessons import redis.
+`RedisServer`, `redis_available`, `RedisMissing`), so that only the broker lessons import redis,
+and `launch_cluster` (notebook 08).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from helpers.streams import SSEClient, WebSocketClient
 from helpers.swarm import Swarm
 
 if TYPE_CHECKING:
+    from helpers.cluster import launch_cluster
     from helpers.panel import Panel
     from helpers.redis_server import RedisMissing, RedisServer, launch_redis, redis_available
 
@@ -62,6 +64,7 @@ __all__ = [
     "connect",
     "headless",
     "launch",
+    "launch_cluster",
     "launch_redis",
     "measure",
     "redis_available",
@@ -79,4 +82,8 @@ def __getattr__(name: str) -> Any:
         from helpers import redis_server
 
         return getattr(redis_server, name)
+    if name == "launch_cluster":
+        from helpers.cluster import launch_cluster
+
+        return launch_cluster
     raise AttributeError(f"module 'helpers' has no attribute {name!r}")

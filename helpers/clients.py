@@ -4,7 +4,8 @@ Both follow the article's advice and the kit's API: one `requests.Session` (its 
 reused between polls), a (connect, read) timeout tuple whose read part is longer than the
 server's hold, a `last_event_id` cursor, and exponential backoff with full jitter after
 connection errors and 5xx. A 502 or 504 from a proxy that ended a long poll's hold is an empty
-poll, not an error (see `gateway_ended_hold`). They never print: read `client.metrics` or pass
+poll, not an error (see `gateway_ended_hold`); a gateway's 429 is waited out for its Retry-After
+(see `rate_limited_delay`). They never print: read `client.metrics` or pass
 `on_events`.
 """
 
@@ -25,16 +26,18 @@ import urllib3
 import urllib3.connection
 from requests.adapters import HTTPAdapter
 
-from helpers.errors import PollError, ServerUnavailable
+from helpers.errors import PollError, RateLimited, ServerUnavailable
 from helpers.http import error_for, json_or_none
 from helpers.metrics import Metrics
 from servers.contract import LOOPBACK, STREAM_HEADER, Event
+from servers.gateway import CLIENT_ID_HEADER
 
 CONNECT_TIMEOUT_S = 3.05
 READ_MARGIN_S = 5.0  # a long poll's read timeout is the hold plus this
 GATEWAY_STATUSES = (502, 504)  # what a proxy (the bundled one, nginx) answers when it gives up
 GATEWAY_HELD_MIN_S = 0.5  # a gateway answer sooner than this did not end a hold
 GATEWAY_JITTER_S = 0.05  # re-poll after a gateway's hold timeout within this, not at once
+RATE_LIMIT_JITTER_S = 0.25  # after a 429, Retry-After plus up to this, so clients spread out
 
 
 def gateway_ended_hold(exc: ServerUnavailable, held_s: float, hold: float) -> bool:
@@ -53,6 +56,13 @@ def gateway_repoll_delay(rng: random.Random | None = None) -> float:
     """A small jitter before re-polling after a gateway's hold timeout, so that clients held
     together do not all come back in the same millisecond."""
     return (rng or random).uniform(0, GATEWAY_JITTER_S)
+
+
+def rate_limited_delay(exc: RateLimited, rng: random.Random | None = None) -> float:
+    """How long to wait after a gateway's 429: its Retry-After (1 s if it gave none), plus a
+    small jitter so that clients refused together do not all come back together. Not a
+    growing backoff: the gateway said exactly when to come back."""
+    return (exc.retry_after or 1.0) + (rng or random).uniform(0, RATE_LIMIT_JITTER_S)
 
 
 def backoff_delay(failures: int, base: float = 0.1, cap: float = 5.0,
@@ -79,11 +89,18 @@ class Cursor:
         self.metrics = metrics
         self.last_event_id = last_event_id
         self.stream: str | None = None
+        #: Sent as `X-Client-Id` when set: a gateway's rate limit then counts this client on its
+        #: own, instead of in the bucket of its address (which every loopback client shares).
+        self.client_id: str | None = None
         metrics.start_client(name, last_event_id)
 
     def request_headers(self) -> dict[str, str]:
-        """Tell the server which stream the cursor belongs to, so a restart shows up at once."""
-        return {STREAM_HEADER: self.stream} if self.stream else {}
+        """Tell the server which stream the cursor belongs to, so a restart shows up at once,
+        and a gateway which client this is, when it has a `client_id`."""
+        headers = {STREAM_HEADER: self.stream} if self.stream else {}
+        if self.client_id:
+            headers[CLIENT_ID_HEADER] = self.client_id
+        return headers
 
     def observe_stream(self, stream: str | None) -> bool:
         """Adopt the server's `stream` id; True, with the cursor reset to 0, when it changed.
@@ -172,10 +189,12 @@ class PollClient:
     def __init__(self, url: str, *, metrics: Metrics | None = None, last_event_id: int = 0,
                  limit: int = 100, name: Hashable | None = None,
                  on_events: Callable[[Sequence[Event]], None] | None = None,
-                 backoff_base: float = 0.1, backoff_cap: float = 5.0) -> None:
+                 backoff_base: float = 0.1, backoff_cap: float = 5.0,
+                 client_id: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.metrics = metrics if metrics is not None else Metrics()
         self.cursor = Cursor(name if name is not None else id(self), self.metrics, last_event_id)
+        self.cursor.client_id = client_id  # X-Client-Id, for a gateway's per-client rate limit
         self.limit = limit
         self.on_events = on_events
         self.backoff_base = backoff_base
@@ -248,6 +267,10 @@ class PollClient:
             except ServerUnavailable as exc:
                 if self._stop.is_set():
                     return  # our own stop() cut the connection; that is not an error
+                if isinstance(exc, RateLimited):
+                    self.metrics.count_rate_limited()  # the gateway said when: no backoff growth
+                    self._stop.wait(rate_limited_delay(exc))
+                    continue
                 if gateway_ended_hold(exc, time.monotonic() - started, self.held_for()):
                     self.metrics.count_gateway_timeout()  # an empty poll: no backoff growth
                     self._stop.wait(gateway_repoll_delay())

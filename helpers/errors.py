@@ -26,6 +26,12 @@ class ServerUnavailable(PollingLabError):
         self.status = status  # the HTTP status of a 5xx answer; None when no answer came
 
 
+class RateLimited(ServerUnavailable):
+    """A gateway answered 429: this client asked too often. Wait `retry_after` seconds, then
+    ask again; nothing is wrong with the server, so the kit's clients do not back off further.
+    """
+
+
 class PollError(PollingLabError):
     """The server refused a request (a 4xx other than 410). Retrying the same request won't help.
 

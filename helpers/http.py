@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from helpers.errors import PollError, PollingLabError, ServerUnavailable
+from helpers.errors import PollError, PollingLabError, RateLimited, ServerUnavailable
 from servers.contract import LOOPBACK
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -91,17 +91,29 @@ def error_for(status: int, body: Any, headers: Mapping[str, str], *,
     """The kit's exception for an HTTP error answer (`status` >= 400) whose JSON is `body`.
 
     A 5xx is `ServerUnavailable` ("HTTP 503: <detail>", with `retry_after` from the
-    `Retry-After` header); anything else is `PollError(status, code, detail)`. `body` is the
+    `Retry-After` header), a 429 `RateLimited` (a ServerUnavailable: retried after Retry-After,
+    1 s if it has none); anything else is `PollError(status, code, detail)`. `body` is the
     parsed JSON (anything that is not a dict counts as no body); `fallback_detail` and
     `fallback_code` are used where it has no `detail` or `error`.
     """
     fields = body if isinstance(body, dict) else {}
     detail = str(fields.get("detail") or fallback_detail or f"HTTP {status}")
+    if status == 429:
+        return RateLimited(f"HTTP 429: {detail}", status=status,
+                           retry_after=retry_after_s(headers.get("Retry-After")) or 1.0)
     if status >= 500:
         retry_after = headers.get("Retry-After")
         return ServerUnavailable(f"HTTP {status}: {detail}", status=status,
                                  retry_after=float(retry_after) if retry_after else None)
     return PollError(status, str(fields.get("error") or fallback_code), detail)
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """A `Retry-After` of delay-seconds as a float; None for none, or an HTTP date."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
 
 
 def json_or_none(payload: Callable[[], Any]) -> Any:

@@ -54,6 +54,7 @@ class Metrics:
             self.empty_responses = 0
             self.errors = 0
             self.gateway_timeouts = 0  # 502/504 from a proxy that ended a hold: empty polls
+            self.rate_limited = 0  # 429 from a gateway: waited out, not an error
             self.last_error: str | None = None
             self.duplicates = 0
             self.missing = 0
@@ -77,6 +78,11 @@ class Metrics:
         with self._lock:
             self.gateway_timeouts += 1
             self.empty_responses += 1
+
+    def count_rate_limited(self) -> None:
+        """A gateway answered 429: the client waits Retry-After; not an error, no backoff."""
+        with self._lock:
+            self.rate_limited += 1
 
     def record_error(self, message: str) -> None:
         with self._lock:
@@ -146,6 +152,7 @@ class Metrics:
                 "stream_resets": self.stream_resets,
                 "errors": self.errors,
                 "gateway_timeouts": self.gateway_timeouts,
+                "rate_limited": self.rate_limited,
                 "last_error": self.last_error,
                 "latency_ms_mean": sum(latencies) / delivered if delivered else math.nan,
                 "latency_ms_p50": percentile(latencies, 50),

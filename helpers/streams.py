@@ -30,8 +30,14 @@ from urllib.parse import urlencode, urlsplit
 from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.sync.client import connect
 
-from helpers.clients import CONNECT_TIMEOUT_S, READ_MARGIN_S, Cursor, backoff_delay
-from helpers.errors import PollError, ServerUnavailable
+from helpers.clients import (
+    CONNECT_TIMEOUT_S,
+    READ_MARGIN_S,
+    Cursor,
+    backoff_delay,
+    rate_limited_delay,
+)
+from helpers.errors import PollError, RateLimited, ServerUnavailable
 from helpers.metrics import Metrics
 from helpers.sse import SSEParser
 from servers.contract import STREAM_HEADER, Event
@@ -48,7 +54,8 @@ class StreamClient:
                  name: Hashable | None = None,
                  on_events: Callable[[Sequence[Event]], None] | None = None,
                  backoff_base: float = 0.1, backoff_cap: float = 5.0,
-                 read_timeout: float = STREAM_READ_TIMEOUT_S) -> None:
+                 read_timeout: float = STREAM_READ_TIMEOUT_S,
+                 client_id: str | None = None) -> None:
         self.url = url.rstrip("/")
         parts = urlsplit(self.url)
         if parts.scheme != "http" or parts.hostname is None:
@@ -56,6 +63,7 @@ class StreamClient:
         self.host, self.port = parts.hostname, parts.port or 80
         self.metrics = metrics if metrics is not None else Metrics()
         self.cursor = Cursor(name if name is not None else id(self), self.metrics, last_event_id)
+        self.cursor.client_id = client_id  # X-Client-Id, for a gateway's per-client rate limit
         self.on_events = on_events
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -114,6 +122,10 @@ class StreamClient:
                 self.error = exc
                 self.metrics.record_error(str(exc))
                 return  # the same request would fail the same way: stop, keep the reason
+            except RateLimited as exc:  # a gateway's 429 to the connect: wait as it says
+                self.metrics.count_rate_limited()
+                self._stop.wait(rate_limited_delay(exc))
+                continue
             except ServerUnavailable as exc:
                 if self._stop.is_set():
                     return  # our own stop() cut the connection; that is not an error

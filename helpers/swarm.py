@@ -32,8 +32,9 @@ from helpers.clients import (
     backoff_delay,
     gateway_ended_hold,
     gateway_repoll_delay,
+    rate_limited_delay,
 )
-from helpers.errors import PollError, ServerUnavailable
+from helpers.errors import PollError, RateLimited, ServerUnavailable
 from helpers.kinds import Strategy as Strategy  # re-exported: helpers.lanes imports it from here
 from helpers.launcher import raise_open_file_limit
 from helpers.metrics import Metrics
@@ -62,7 +63,8 @@ class Swarm:
                  hold: float = 30.0, metrics: Metrics | None = None, last_event_id: int = 0,
                  limit: int = 100, backoff_base: float = 0.1, backoff_cap: float = 5.0,
                  backoff: Backoff = "full-jitter", record: bool = False,
-                 name: str = "swarm", compression: str | None = None) -> None:
+                 name: str = "swarm", compression: str | None = None,
+                 client_ids: bool = False) -> None:
         if strategy not in ("short", "long", "sse", "ws"):
             raise ValueError('strategy must be "short", "long", "sse" or "ws"')
         if backoff not in ("none", "exponential", "full-jitter"):
@@ -83,6 +85,8 @@ class Swarm:
         self.kills = 0  # clients killed by kill()
         self.metrics = metrics if metrics is not None else Metrics()
         self.cursors = [Cursor(f"{name}-{i}", self.metrics, last_event_id) for i in range(n)]
+        for cursor in self.cursors if client_ids else []:  # X-Client-Id: swarm-0, swarm-1, ...
+            cursor.client_id = str(cursor.name)
         self.errors: list[PollError] = []  # clients stopped by a 4xx, with the reason
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -225,6 +229,10 @@ class Swarm:
             except ServerUnavailable as exc:
                 self._record(cursor, sent_at, status, False)
                 hold = self.hold if self.strategy == "long" else 0.0
+                if isinstance(exc, RateLimited):
+                    self.metrics.count_rate_limited()  # the gateway said when: no backoff growth
+                    await asyncio.sleep(rate_limited_delay(exc))
+                    continue
                 if gateway_ended_hold(exc, time.monotonic() - started, hold):
                     self.metrics.count_gateway_timeout()  # an empty poll: no backoff growth
                     await asyncio.sleep(gateway_repoll_delay())
@@ -253,6 +261,11 @@ class Swarm:
                 self.errors.append(exc)
                 self.metrics.record_error(str(exc))
                 return
+            except RateLimited as exc:
+                self._record(cursor, sent_at, 429, False)
+                self.metrics.count_rate_limited()
+                await asyncio.sleep(rate_limited_delay(exc))
+                continue
             except ServerUnavailable as exc:
                 self._record(cursor, sent_at, 0, False)
                 self.metrics.record_error(str(exc))

@@ -88,6 +88,11 @@ class Upstreams:
             healthy = healthy[start:] + healthy[:start]
         return healthy + down
 
+    def snapshot(self) -> dict[str, Any]:
+        """`upstream` (the first, as a one-upstream proxy always reported) and `upstreams`."""
+        return {"upstream": self.members[0].url,
+                "upstreams": [m.snapshot() for m in self.members]}
+
     def connect_failed(self, upstream: Upstream, exc: BaseException) -> None:
         upstream.connect_failures += 1
         upstream.mark(False, f"connect failed: {exc}"[:200])
@@ -204,7 +209,7 @@ class Door:
         if token is not None:
             check_token_choice(token)
         self.token = token
-        self.limiter = RateLimiter(rate_limit, rate_burst) if rate_limit else None
+        self.limiter = RateLimiter(rate_limit, rate_burst) if rate_limit is not None else None
         self.unauthorized = 0  # publishes refused for a missing or wrong token
 
     def admit(self, method: str, path: str, headers: Any,

@@ -107,8 +107,7 @@ class Proxy:
                      "POST /_proxy/cut and GET /_proxy/stats. Everything else is forwarded.")
 
     def snapshot(self) -> dict[str, Any]:
-        return {"server": NAME, "upstream": self.upstreams.members[0].url,
-                "upstreams": [m.snapshot() for m in self.upstreams.members],
+        return {"server": NAME, **self.upstreams.snapshot(),
                 "open_connections": len(self._connections()), **self.stats.snapshot(),
                 **self.door.snapshot(), "streams": self.streams.snapshot()}
 
@@ -162,6 +161,7 @@ class Proxy:
         """Relay one upstream answer: whole, or as it arrives when it is a stream."""
         async with answer:
             upstream.statuses[answer.status] += 1
+            upstream.mark(True)  # it answered: back in the rotation before its next check
             response: web.StreamResponse
             if streams.is_streamed(answer):
                 response = web.StreamResponse(status=answer.status)

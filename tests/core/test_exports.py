@@ -31,6 +31,7 @@ EXPECTED = [
     "connect",
     "headless",
     "launch",
+    "launch_cluster",
     "launch_redis",
     "measure",
     "redis_available",

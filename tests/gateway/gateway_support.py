@@ -16,7 +16,7 @@ class RawStream:
 
     def __init__(self, url: str, path: str = "/sse", headers: dict[str, str] | None = None) -> None:
         parts = urlsplit(url)
-        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=5)
+        self.sock = socket.create_connection((parts.hostname, parts.port or 80), timeout=5)
         lines = [f"GET {path} HTTP/1.1", f"Host: {parts.netloc}", "Accept: text/event-stream"]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
