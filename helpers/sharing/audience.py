@@ -192,7 +192,7 @@ class Audience:
         return Tally(clients=len(self.names), published=len(set(wanted)), lost=lost,
                      duplicates=duplicates, complete=complete,
                      stream_resets=summary["stream_resets"], requests=summary["requests"],
-                     errors=summary["errors"],
+                     errors=summary["errors"], gateway_ended=summary["gateway_timeouts"],
                      by_server=dict(Counter(p.served_by for p in sent)))
 
     def fanout_ms(self, sent: Sequence[Publish]) -> list[float]:

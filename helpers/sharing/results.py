@@ -21,6 +21,7 @@ class Tally:
     stream_resets: int  # times a client's cursor jumped to another server's sequence
     requests: int  # polls sent by all the clients together
     errors: int  # failed polls the clients retried
+    gateway_ended: int  # held polls the gateway ended with 502/504, re-asked at once (no error)
     by_server: dict[str, int] = field(default_factory=dict)  # publishes per X-Served-By pid
 
     @property

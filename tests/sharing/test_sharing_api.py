@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from helpers.redis_server import RedisMissing
 
 import helpers.sharing
 from helpers import launch
 from helpers.panel import PanelBase
+from helpers.redis_server import RedisMissing
 from helpers.sharing import Audience, Tally, check_counting, count_client, publish, redis_ready
 from helpers.sharing import needs as needs_module
 from helpers.sharing.panel import SharingPanel
@@ -78,7 +78,7 @@ def test_the_exercise_check_passes_the_right_count_only() -> None:
 
 def test_lost_pct_is_of_every_client_times_every_event() -> None:
     tally = Tally(clients=10, published=20, lost=50, duplicates=0, complete=0, stream_resets=0,
-                  requests=0, errors=0)
+                  requests=0, errors=0, gateway_ended=0)
     assert tally.lost_pct == 25.0
 
 
