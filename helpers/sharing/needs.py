@@ -9,14 +9,15 @@ import os
 
 from helpers.redis_server import RedisMissing, redis_available
 
-INSTALL = ("redis-server is not installed, so the cells that need Redis will skip themselves.\n"
-           "Install it, restart the kernel, and run the notebook again:\n"
+INSTALL = ("redis-server is not installed, so this cell skips what needs it. Install it, restart\n"
+           "the kernel, and run the notebook again:\n"
            "  Debian or Ubuntu:  sudo apt-get install redis-server\n"
            "  macOS (Homebrew):  brew install redis")
 
 
 def redis_ready() -> bool:
-    """True when `redis-server` can be started; otherwise print how to install it.
+    """True when `redis-server` can be started; otherwise print how to install it (each cell
+    that asks says so, so that no cell is skipped silently).
 
     Under CI (env `CI` set) a missing Redis raises `RedisMissing` instead: CI installs it, so
     a skip there would hide a broken setup.
