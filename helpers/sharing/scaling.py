@@ -29,24 +29,31 @@ def _delivered(metrics: Metrics, event_id: int) -> list[float]:
 
 
 def hold_and_fanout(pool: Sequence[Server], servers: int, polls_per_server: int, *,
-                    publishes: int = 3, timeout: float = 20.0) -> ScalingRow:
+                    publishes: int = 3, timeout: float | None = None) -> ScalingRow:
     """`polls_per_server` held on each of the first `servers` of `pool` (servers on one
     broker), then `publishes` events one by one.
 
     For each event: the last client's receive time minus the event's timestamp (its fan-out).
-    Raises TimeoutError if the polls are not all held within `timeout` seconds.
+    Raises TimeoutError if the polls are not all held within `timeout` seconds (by default
+    10 s plus 1 s per 100 polls).
     """
     used = list(pool[:servers])
     if len(used) < servers:
         raise ValueError(f"the pool has {len(used)} servers, not {servers}")
     total = servers * polls_per_server
+    # One kernel opening thousands of connections on a shared 2-core machine needs time:
+    # 10 s, plus 1 s per 100 polls, unless the caller says otherwise.
+    timeout = timeout if timeout is not None else 10.0 + total / 100
     metrics = Metrics()
     last = int(used[0].stats()["last_event_id"])
     swarms = [Swarm(s.url, polls_per_server, "long", hold=HOLD_S, metrics=metrics,
                     last_event_id=last, name=f"s{k}") for k, s in enumerate(used)]
     try:
-        for swarm in swarms:
+        for server, swarm in zip(used, swarms, strict=True):
+            # one server's crowd at a time: thousands of connects at once overflow the
+            # listen queues of a busy machine, and the retries then take longer still
             swarm.start()
+            wait_held([server], polls_per_server, timeout)
         held = wait_held(used, total, timeout)
         if held < total:
             raise TimeoutError(f"only {held} of {total} polls were held after {timeout:g} s; "
