@@ -57,6 +57,8 @@ class Kind:
 _FLASK = "servers.flask_server"
 _FASTAPI = "servers.fastapi_server"
 _FLASK_OPTIONS = ("check_interval", "threaded")
+#: launch("asyncio", broker=redis.url): the log in Redis, shared by servers (docs/broker.md)
+_FASTAPI_OPTIONS = ("lean", "broker", "broker_key", "broker_mode")
 
 #: Every kind, by name, in the order `launch()`'s error message lists them.
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
@@ -64,8 +66,8 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("naive", _FLASK, "long", "sleeps", "naive long poll (Flask sleep loop)",
          _FLASK_OPTIONS),
     Kind("flask", _FLASK, "long", "sleeps", "the Flask server", _FLASK_OPTIONS),
-    Kind("asyncio", _FASTAPI, "long", "woken", "asyncio long poll (FastAPI)", ("lean",)),
-    Kind("fastapi", _FASTAPI, "long", "woken", "the FastAPI server", ("lean",)),
+    Kind("asyncio", _FASTAPI, "long", "woken", "asyncio long poll (FastAPI)", _FASTAPI_OPTIONS),
+    Kind("fastapi", _FASTAPI, "long", "woken", "the FastAPI server", _FASTAPI_OPTIONS),
     Kind("racy", "servers.racy_server", "long", "woken",
          "asyncio long poll with the check-then-wait race", ("race_window",)),
     # launch("proxy", upstream=server.url, read_timeout=S): the bundled reverse proxy

@@ -165,6 +165,12 @@ class RedisServer:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+        self.remove_data()
+
+    def remove_data(self) -> None:
+        """Delete its temporary folder (log, append-only file); `stop()` first. `with` does it."""
+        assert not self.running, "stop() the Redis server before removing its data"
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}, running" if self.running else "stopped"
@@ -185,3 +191,4 @@ def launch_redis(*, appendonly: bool = False, ready_timeout: float = 10.0) -> Re
 def _stop_all() -> None:
     for server in list(_running):
         server.stop(timeout=2)
+        server.remove_data()

@@ -72,7 +72,7 @@ class Streams:
     waiters: PublishWait
     token: str | None
     closing: Callable[[], bool]  # true once the server is stopping: every stream ends
-    _encoded: dict[tuple[str, int], Any] = field(default_factory=dict)
+    _encoded: dict[tuple[str, int, int], Any] = field(default_factory=dict)
     _following: int = 0  # streams inside follow() now; the keep-alive tick runs while any are
     _ticker: asyncio.Task[None] | None = None
 
@@ -133,7 +133,12 @@ class Streams:
             self.waiters.wake_all()
 
     def encoded(self, style: str, after: int, events: list[Event]) -> Any:
-        key = (style, after)
+        """`events` as SSE bytes or WebSocket frames, encoded once for every stream at `after`.
+
+        Keyed by the batch's last id too: with an awaited read (a broker), two streams at one
+        cursor may hold batches read before and after a publish, and must not share frames.
+        """
+        key = (style, after, events[-1]["id"])
         if key not in self._encoded:
             if style == "sse":
                 self._encoded[key] = "".join(

@@ -150,11 +150,13 @@ class RandomPublisher:
         return self.at.setdefault(n, threading.Event())
 
     def run(self) -> None:
+        sessions = {server.url: requests.Session() for server in self.servers}  # keep-alive
         while self.published < EVENTS:
             server = self.rng.choice(self.servers)
             try:
-                reply = requests.post(server.url + "/trigger_event",
-                                      json={"message": f"e{self.published}"}, timeout=5)
+                reply = sessions[server.url].post(server.url + "/trigger_event",
+                                                  json={"message": f"e{self.published}"},
+                                                  timeout=5)
                 ok = reply.status_code == 201
             except requests.RequestException:
                 ok = False
@@ -165,7 +167,9 @@ class RandomPublisher:
             self.published += 1
             if self.published in self.at:
                 self.at[self.published].set()
-            time.sleep(self.rng.uniform(0, 0.01))
+            time.sleep(self.rng.uniform(0, 0.004))
+        for session in sessions.values():
+            session.close()
         self.done.set()
 
 
@@ -234,3 +238,4 @@ def test_nothing_lost_or_duplicated_through_kills_cuts_and_a_redis_restart(
         for server in servers:
             server.stop()
         redis_server.stop()
+        redis_server.remove_data()

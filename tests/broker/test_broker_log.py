@@ -47,6 +47,8 @@ def test_pid_and_served_by_say_which_server_answered(on_broker: Callable[..., Se
         for reply in (events(server), requests.get(server.url + "/nowhere", timeout=5),
                       requests.post(server.url + "/trigger_event", json={}, timeout=5)):
             assert reply.headers["X-Served-By"] == str(server.pid), reply.status_code
+        with requests.get(server.url + "/sse", stream=True, timeout=5) as stream:
+            assert stream.headers["X-Served-By"] == str(server.pid)
 
 
 def test_a_long_poll_on_one_server_wakes_for_a_publish_on_another(

@@ -27,7 +27,8 @@ def test_launch_redis_answers_on_loopback_and_stops_by_pid() -> None:
         assert os.getpgid(server.pid) == server.pid  # its own session: the stop button misses it
     finally:
         server.stop()
-    assert not server.running
+        server.remove_data()
+    assert not server.running and not server.dir.exists()
     assert status_field(server.pid, "VmRSS") == 0  # the pid is gone, reaped
 
 
