@@ -192,3 +192,35 @@ def test_the_rate_limit_answers_429_with_retry_after(launched: Callable[..., Ser
     stats = requests.get(gateway.url + "/_proxy/stats", timeout=5).json()
     assert stats["rate_limited"] == 1 and stats["statuses"]["429"] == 1
     assert (stats["rate_limit"], stats["rate_burst"]) == (2, 2)
+
+
+def test_a_paused_server_leaves_the_rotation_and_a_stream_moves_on() -> None:
+    from helpers import SSEClient
+
+    with launch_cluster(2) as pair:
+        with SSEClient(pair.url) as client:
+            assert wait_for(lambda: client.connections >= 1, 5) is not None
+            first = cluster_index(pair, client)
+            pair.servers[first].pause()  # frozen: it accepts, and answers nothing
+            try:
+                left = wait_for(lambda: not pair.healthy()[first], 3)
+                assert left is not None and left < OUT_OF_ROTATION_S, left
+                pair.kill(first)  # now it dies: its streams end, the client comes back
+                other = pair.servers[1 - first]
+                assert wait_for(lambda: client.connections >= 2, 10) is not None
+                time.sleep(0.3)
+                other.trigger("on the other server")
+                assert wait_for(lambda: client.metrics.summary()["events"] >= 1, 5) is not None
+            finally:
+                pair.servers[first].resume()
+
+
+def cluster_index(cluster: Cluster, client: object) -> int:
+    """Which server holds the client's stream: the one whose `streams` count is 1."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        counts = [s.stats()["streams"] for s in cluster.servers]
+        if sum(counts) == 1:
+            return counts.index(1)
+        time.sleep(0.02)
+    pytest.fail(f"no single server holds the stream: {counts}")

@@ -175,3 +175,70 @@ def test_cut_closes_streams_and_websockets(upstream: Server,
         time.sleep(0.02)
     assert upstream.stats()["streams"] == before
     assert proxy_stats(proxy)["streams"]["websockets_open"] == 0
+
+
+@pytest.fixture
+def headerless_stream() -> Iterator[tuple[str, Callable[[bytes], None]]]:
+    """A real HTTP server in a thread whose /sse does not say `X-Accel-Buffering: no`, as
+    most streaming servers don't; `send(data)` writes a chunk to every open stream."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    loop = asyncio.new_event_loop()
+    queues: list[asyncio.Queue[bytes]] = []
+
+    async def sse(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        queues.append(queue)
+        await response.write(b"retry: 1000\n\n")
+        while (data := await queue.get()) != b"":
+            await response.write(data)
+        return response
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/sse", sse)
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def send(data: bytes) -> None:
+        deadline = time.monotonic() + 5
+        while not queues and data and time.monotonic() < deadline:  # wait for the proxy's GET
+            time.sleep(0.01)
+        assert queues or not data, "no stream reached the headerless server"
+        for queue in queues:
+            loop.call_soon_threadsafe(queue.put_nowait, data)
+
+    yield f"http://127.0.0.1:{port}", send
+    send(b"")
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+def test_buffering_on_holds_a_stream_whose_server_does_not_say_no(
+        headerless_stream: tuple[str, Callable[[bytes], None]],
+        launched: Callable[..., Server]) -> None:
+    url, send = headerless_stream
+    proxy = launched("proxy", upstream=url, buffering="on")
+    stream = RawStream(proxy.url, "/sse")
+    try:
+        send(b"data: held\n\n")
+        assert stream.read_until(b"held", 1.0) is None, "buffering on sent it at once"
+        send(b": " + b"x" * BUFFER_BYTES + b"\n\n")  # one comment that fills the buffer
+        assert stream.read_until(b"held", 5) is not None
+    finally:
+        stream.close()

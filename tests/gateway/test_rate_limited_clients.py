@@ -94,7 +94,8 @@ def test_a_swarm_waits_out_429s(strategy: str, launched: Callable[..., Server]) 
     server = launched("asyncio")
     gateway = launched("proxy", upstream=server.url, rate_limit=3, rate_burst=3)
     exhaust(gateway.url)
-    with Swarm(gateway.url, 5, strategy, hold=0) as swarm:  # type: ignore[arg-type]
+    # 5 clients polling at most once a second each share 127.0.0.1's 3 requests a second
+    with Swarm(gateway.url, 5, strategy, hold=1) as swarm:  # type: ignore[arg-type]
         assert wait_for(lambda: swarm.metrics.rate_limited >= 2, 5)
         time.sleep(2.0)
         server.trigger("to the swarm")
