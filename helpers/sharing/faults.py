@@ -31,23 +31,30 @@ from helpers.swarm import Swarm
 WATCHER_HOLD_S = 1.0
 
 
+def gateway_stats(cluster: Cluster) -> dict[str, Any]:
+    """The gateway's own counters, `/_proxy/stats`."""
+    stats: dict[str, Any] = request("GET", cluster.url + "/_proxy/stats").json()
+    return stats
+
+
 def upstream_health(cluster: Cluster) -> list[bool]:
     """Whether the gateway has each server in its rotation, from its `/_proxy/stats`."""
-    stats = request("GET", cluster.url + "/_proxy/stats").json()
-    return [bool(u["healthy"]) for u in stats["upstreams"]]
+    return [bool(u["healthy"]) for u in gateway_stats(cluster)["upstreams"]]
 
 
 def kill_mid_hold(cluster: Cluster, *, clients: int = 30, events: int = 10,
                   victim: int = 0) -> KilledServer:
     """Kill server `victim` (SIGKILL) while it holds polls, then publish through the gateway.
 
-    Its clients' polls end with an error; they retry through the gateway, which sends them to
-    a live server, and resume from their cursors in the shared log. The server is started
-    again at the end, so the cluster can be used again.
+    Its held polls are cut. A gateway that may resend a GET sends each to a live server
+    (`resent_by_gateway`); one that answers 502 leaves the client to ask again. Either way the
+    poll carries its cursor, and the live server reads the shared log after it. The server
+    is started again at the end, so the cluster can be used again.
     """
     with audience_for(cluster, clients) as audience:
         wait_held(cluster.servers, clients)
         held = waiting(cluster.servers)[victim]
+        resent_before = int(gateway_stats(cluster).get("retried", 0))
         killed_at = time.monotonic()
         cluster.kill(victim)
         out_s = math.nan
@@ -64,9 +71,10 @@ def kill_mid_hold(cluster: Cluster, *, clients: int = 30, events: int = 10,
         audience.wait_for(sent, timeout=10.0)
         recovered_s = time.monotonic() - killed_at
         tally = audience.tally(sent)
+        resent = int(gateway_stats(cluster).get("retried", 0)) - resent_before
     cluster.restart(victim)
     return KilledServer(held_on_killed=held, out_of_rotation_s=out_s, published_after=len(sent),
-                        recovered_s=recovered_s, tally=tally)
+                        recovered_s=recovered_s, resent_by_gateway=resent, tally=tally)
 
 
 def _log_messages(url: str) -> list[str]:

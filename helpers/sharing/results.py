@@ -67,6 +67,7 @@ class KilledServer:
     out_of_rotation_s: float  # kill until the gateway stopped sending it requests
     published_after: int
     recovered_s: float  # kill until every client had every event
+    resent_by_gateway: int  # requests the gateway sent again to another server meanwhile
     tally: Tally
 
 
