@@ -10,11 +10,11 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from helpers.cluster import Cluster, launch_cluster
-from helpers.redis_server import RedisServer, launch_redis, redis_available
 
 from conftest import SHARED_PIDS
+from helpers.cluster import Cluster, launch_cluster
 from helpers.launcher import launch
+from helpers.redis_server import RedisServer, launch_redis, redis_available
 from helpers.sharing import (
     broker_options,
     fanout,
