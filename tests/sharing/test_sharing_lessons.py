@@ -1,0 +1,118 @@
+"""helpers/sharing/'s measurements on real servers, a real gateway and a real redis-server.
+
+Bounded: a few servers, tens of clients, tens of events each. Without redis-server the Redis
+tests skip, except under CI (env CI set), where they must run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from conftest import SHARED_PIDS
+from helpers.cluster import Cluster, launch_cluster
+from helpers.launcher import launch
+from helpers.redis_server import RedisServer, launch_redis, redis_available
+from helpers.sharing import (
+    broker_options,
+    fanout,
+    gateway_guards,
+    hold_and_fanout,
+    kill_mid_hold,
+    lost_event_bug,
+    pubsub_cut,
+    redis_restarts,
+)
+
+pytestmark = pytest.mark.live
+
+
+def needs_redis() -> None:
+    if not redis_available() and not os.environ.get("CI"):
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    needs_redis()
+    server = launch_redis()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def shared(redis: RedisServer) -> Iterator[Cluster]:
+    """Three servers on `redis` behind a gateway, kept for the module (faults get their own)."""
+    with launch_cluster(3, **broker_options(redis)) as cluster:
+        pids = {s.pid for s in [*cluster.servers, cluster.gateway]}
+        SHARED_PIDS.update(pids)
+        try:
+            yield cluster
+        finally:
+            SHARED_PIDS.difference_update(pids)
+
+
+def test_in_memory_servers_behind_the_gateway_lose_and_repeat_events() -> None:
+    with launch_cluster(3) as memory:
+        tally = lost_event_bug(memory, clients=10, events=12)
+    assert tally.published == 12 and len(tally.by_server) == 3, tally
+    assert tally.complete == 0 and tally.lost + tally.duplicates > 0, tally
+    assert tally.stream_resets > 0, tally
+
+
+def test_pubsub_alone_loses_events_and_the_log_does_not(redis: RedisServer,
+                                                         shared: Cluster) -> None:
+    with launch_cluster(2, **broker_options(redis, "relay")) as relay:
+        cut_relay = pubsub_cut(redis, relay, clients=4, before=3, during=6, after=3)
+    cut_log = pubsub_cut(redis, shared, clients=4, before=3, during=6, after=3)
+    assert cut_relay.mode == "relay" and cut_log.mode == "log"
+    assert cut_relay.cut_subscriptions >= 1 and cut_relay.tally.lost >= 1, cut_relay
+    assert cut_log.cut_subscriptions >= 1, cut_log
+    assert (cut_log.tally.lost, cut_log.tally.duplicates, cut_log.tally.complete) == (0, 0, 4)
+
+
+def test_broker_servers_deliver_everything_once(shared: Cluster) -> None:
+    result = fanout(shared, clients=10, events=9)
+    assert len(result.tally.by_server) == 3, result.tally
+    assert (result.tally.lost, result.tally.duplicates, result.tally.complete) == (0, 0, 10)
+    assert result.events == 9 and result.fanout_ms_median >= 0
+
+
+@pytest.mark.slow
+def test_a_killed_server_costs_its_clients_nothing(redis: RedisServer) -> None:
+    with launch_cluster(3, **broker_options(redis)) as cluster:
+        killed = kill_mid_hold(cluster, clients=12, events=6)
+        assert all(s.running for s in cluster.servers)  # started again, for the next user
+    assert killed.held_on_killed >= 1, killed
+    assert (killed.tally.lost, killed.tally.duplicates, killed.tally.complete) == (0, 0, 12)
+    assert killed.out_of_rotation_s < 1.5 and killed.resent_by_gateway >= 1, killed
+
+
+@pytest.mark.slow
+def test_a_redis_crash_keeps_the_log_only_with_aof() -> None:
+    needs_redis()
+    aof, none = redis_restarts((True, False), events=3)
+    assert aof.crashed and aof.survived == 3 and aof.stream_after == aof.stream_before, aof
+    assert aof.first_id_after == 4 and aof.client_stream_resets == 0, aof
+    assert none.survived == 0 and none.stream_after != none.stream_before, none
+    assert none.first_id_after == 1 and none.client_stream_resets >= 1, none
+
+
+def test_the_gateway_guards_publishes_and_limits_requests() -> None:
+    with launch("asyncio") as server:
+        guards = gateway_guards([server], rate_limit=20, burst=50, poll_s=2.0)
+    assert (guards.without_token, guards.with_token, guards.read_without_token) == (401, 201, 200)
+    assert guards.limited >= 1 and guards.retry_after_s >= 1, guards
+    assert guards.client_429s >= 1 and guards.client_min_wait_s >= 0.9 * guards.retry_after_s
+    assert guards.client_events == 3, guards
+
+
+@pytest.mark.slow
+def test_two_servers_hold_their_polls_and_fan_out(shared: Cluster) -> None:
+    row = hold_and_fanout(shared.servers, 2, 50, publishes=2)
+    assert row.held == 100 and row.missing == 0, row
+    assert row.fanout_ms_median > 0 and row.server_cpu_s >= 0, row
