@@ -8,7 +8,8 @@
 
 At a workshop with a shared server, `connect(url, token)` takes the place of `launch(...)`.
 This module exports the names every lesson shares; a single lesson's tools are imported from
-their own packages: `helpers.compare` (notebook 04), `helpers.scaling` (05), `helpers.faults` (06).
+their own packages: `helpers.compare` (notebook 04), `helpers.scaling` (05), `helpers.faults` (06),
+`helpers.delivery` (07) and `helpers.sharing` (08).
 
 `Panel` is imported on first use (PEP 562), so that code that never shows a widget (a script, a
 test, `python -m bench`) does not import ipywidgets; so are the Redis helpers (`launch_redis`,

@@ -11,6 +11,7 @@ import ipywidgets as widgets
 from helpers.cluster import Cluster
 from helpers.errors import PollingLabError
 from helpers.panel import PanelBase
+from helpers.plots import figure_png, latency_figure
 from helpers.sharing.audience import Audience, Publish, Publishing
 from helpers.sharing.faults import upstream_health
 from helpers.sharing.lessons import audience_for, prefix_for
@@ -44,12 +45,16 @@ class SharingPanel(PanelBase):
         self.restart_button = self._button("Restart server 1", "refresh", self.restart)
         self.servers_table = widgets.HTML()
         self.counters = widgets.HTML()
+        self.plot = widgets.Image(format="png", layout=widgets.Layout(width="720px"))
+        self._drawn = -1  # deliveries in the plot; -1 draws the empty axes at once
+        self._triggered_before = 0  # publishes of earlier runs: the counter never goes back
         self._show(
             widgets.HTML(f"<b>{len(cluster.servers)} servers</b> behind the gateway "
                          f"<code>{html.escape(cluster.url)}</code>"),
             widgets.HBox([self.trigger_button, self.start_button, self.stop_button,
                           self.kill_button, self.restart_button]),
             widgets.HBox([self.servers_table, self.counters]),
+            self.plot,
             self.status,
         )
         self._start_refreshing()
@@ -64,6 +69,7 @@ class SharingPanel(PanelBase):
         if self.audience is not None:
             return
         self.audience = audience_for(self.cluster, self.n, name="live").start()
+        self._triggered_before += len(self.publishing.sent)
         self.publishing.close()  # a new run counts its own publishes
         self.publishing = Publishing(self.cluster.url, prefix=prefix_for("live"))
         self._stop_publishing.clear()
@@ -141,12 +147,24 @@ class SharingPanel(PanelBase):
             rows.append(f"<tr><td>server {k + 1}</td><td>pid {pid}</td><td>{state}</td>"
                         f"<td><b>{held}</b> held</td></tr>")
         self.servers_table.value = "<table>" + "".join(rows) + "</table>"
+        counts = [("events triggered", self._triggered_before + len(self.publishing.sent))]
         tally = self.tally()
         if tally is not None:
-            self.counters.value = (
-                "<table style='margin-left:2em'>"
-                f"<tr><td>published</td><td><b>{tally.published}</b></td></tr>"
-                f"<tr><td>lost (client × event)</td><td><b>{tally.lost}</b></td></tr>"
-                f"<tr><td>duplicates</td><td><b>{tally.duplicates}</b></td></tr>"
-                f"<tr><td>cursor jumps</td><td><b>{tally.stream_resets}</b></td></tr>"
-                f"<tr><td>errors (retried)</td><td><b>{tally.errors}</b></td></tr></table>")
+            counts += [("lost (client × event)", tally.lost), ("duplicates", tally.duplicates),
+                     ("cursor jumps", tally.stream_resets), ("errors (retried)", tally.errors)]
+        self.counters.value = "<table style='margin-left:2em'>" + "".join(
+            f"<tr><td>{label}</td><td><b>{value:,}</b></td></tr>" for label, value in counts
+        ) + "</table>"
+        self._draw()
+
+    def _draw(self) -> None:
+        """Each delivery to the running clients as a dot, redrawn when there are new ones."""
+        if self.audience is None and self._drawn >= 0:
+            return  # stopped: keep the last run's picture
+        points = self.audience.metrics.latencies_ms() if self.audience is not None else []
+        if len(points) == self._drawn:
+            return
+        self._drawn = len(points)
+        started = self.audience.metrics.started if self.audience is not None else 0.0
+        fig = latency_figure(points, started, title="Each delivery through the gateway")
+        self.plot.value = figure_png(fig)
