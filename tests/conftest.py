@@ -157,6 +157,14 @@ def waiter() -> Callable[..., None]:
 SHARED_PIDS: set[int] = set()
 
 
+@pytest.fixture(scope="session")
+def shared_pids() -> set[int]:
+    """SHARED_PIDS, for a wide fixture in another folder: `from conftest import` would reach
+    whichever conftest module pytest imported first under that name (tests/broker's, in a full
+    run), so it is handed over as a fixture instead."""
+    return SHARED_PIDS
+
+
 def server_children() -> set[int]:
     """pids of bundled-server processes (zombies included) whose parent is this process."""
     found = set()

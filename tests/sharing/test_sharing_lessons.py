@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import SHARED_PIDS
 from helpers.cluster import Cluster, launch_cluster
 from helpers.launcher import launch
 from helpers.redis_server import RedisServer, launch_redis, redis_available
@@ -45,15 +44,15 @@ def redis() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="module")
-def shared(redis: RedisServer) -> Iterator[Cluster]:
+def shared(redis: RedisServer, shared_pids: set[int]) -> Iterator[Cluster]:
     """Three servers on `redis` behind a gateway, kept for the module (faults get their own)."""
     with launch_cluster(3, **broker_options(redis)) as cluster:
         pids = {s.pid for s in [*cluster.servers, cluster.gateway]}
-        SHARED_PIDS.update(pids)
+        shared_pids.update(pids)
         try:
             yield cluster
         finally:
-            SHARED_PIDS.difference_update(pids)
+            shared_pids.difference_update(pids)
 
 
 def test_in_memory_servers_behind_the_gateway_lose_and_repeat_events() -> None:
