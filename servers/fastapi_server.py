@@ -195,6 +195,7 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
         """
         if other_stream(log.stream, claimed_stream):
             return None  # its cursor is from before a restart: a 204 now lets it reset
+        held_on = log.stream
         woken = waiters.next_publish()  # taken before the read: a publish during it wakes us
         body = await events_after(params.last_event_id, params.limit)
         if body is not None or params.timeout <= 0:
@@ -208,13 +209,14 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
                 if before_wait is not None:  # racy_server only: the race, on purpose
                     await before_wait()
                     woken = waiters.next_publish()  # taken *after* an await: a publish is lost
-                # `woken` was taken before the last read, so a publish that landed since (even
-                # during an await on the broker) has resolved it: the race is closed.
+                # `woken` predates the last read: a publish since (even mid-read) has resolved it
                 await waiters.wait(left, woken, gone)
                 if gone.done():
                     break  # nobody is listening: release the waiter now
                 woken = waiters.next_publish()
                 body = await read_again(params)
+                if log.stream != held_on:  # a broker whose Redis lost the log: a 204 now
+                    return None  # carries the new X-Stream-Id, and the client resets
         finally:
             stats.wait_ended()
             gone.cancel()

@@ -169,3 +169,28 @@ def test_an_idempotency_key_publishes_once_across_servers(
     reused = requests.post(b.url + "/trigger_event", json={"message": "other"}, headers=key,
                            timeout=5)
     assert reused.status_code == 422 and reused.json()["error"] == "idempotency_key_reused"
+
+
+def test_a_held_poll_ends_when_redis_loses_the_log(
+        redis_server: RedisServer, on_broker: Callable[..., Server]) -> None:
+    """Redis restarted without persistence: a new log, a new stream, ids from 1 again. A poll
+    held with a cursor from the old log must hear of it now, not when its hold ends."""
+    server = on_broker(hold=30)
+    for n in range(5):
+        server.trigger(f"before {n}")
+    old_stream = server.health()["stream"]
+    answers: list[requests.Response] = []
+    held = threading.Thread(target=lambda: answers.append(requests.get(
+        server.url + "/poll_for_updates", params={"last_event_id": 5, "timeout": 30}, timeout=40)))
+    held.start()
+    deadline = time.monotonic() + 5
+    while server.stats()["waiting"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    redis_server.restart()  # redis_server keeps nothing across a restart: the log is gone
+    server.trigger("after")  # the first publish on the new log: the server adopts its stream
+    held.join(15)
+    assert answers, "the held poll did not end within 15 s of Redis losing the log"
+    assert answers[0].status_code == 204
+    assert answers[0].headers["X-Stream-Id"] not in ("", old_stream)
+    assert time.monotonic() - started < 15
