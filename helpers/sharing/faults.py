@@ -138,8 +138,8 @@ def after_publish(event: dict[str, Any]) -> Publish:
 def _restart_under(redis: RedisServer, server: Server, appendonly: bool, crash: bool,
                    events: int, flushed_s: float) -> RedisRestart:
     """`redis_restart` once Redis and its server run."""
-    # A short hold: a poll held through the crash is not woken when the log it waits on is
-    # replaced, so the watcher notices a new stream at its next poll, within one hold.
+    # A short hold, so the watcher polls often: a held poll is answered with the new stream
+    # once the server adopts it, and every poll after that shows where the log stands.
     watcher = Audience(server.url, 1, hold=WATCHER_HOLD_S, name="watcher").start()
     try:
         publishing = Publishing(server.url, prefix="before")
