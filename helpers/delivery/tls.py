@@ -18,6 +18,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from helpers.clients import LongPollClient
+from helpers.delivery.lesson import wait_until
 from helpers.http import session_for
 from helpers.launcher import Server
 from helpers.streams import SSEClient, StreamClient, WebSocketClient
@@ -127,17 +128,17 @@ def handshakes_per_event(server: Server, events: int = 20,
 
 
 def _one_way(server: Server, way: Way, events: int) -> HandshakeRow:
-    _wait(lambda: _listening(server) == 0, 5)  # the previous client has gone
+    wait_until(lambda: _listening(server) == 0, 5)  # the previous client has gone
     stats = server.stats()
     before = stats["connections"]
     client = client_for(way, server, stats["last_event_id"])
     client.start()
     try:
-        if not _wait(lambda: _listening(server) >= 1, 10):
+        if not wait_until(lambda: _listening(server) >= 1, 10):
             raise TimeoutError(f"{way}: the client did not connect within 10 s")
         for i in range(events):
             published = server.trigger(f"{way} {i + 1}")["id"]
-            if not _wait(lambda: client.last_event_id >= published, 10):  # noqa: B023
+            if not wait_until(lambda: client.last_event_id >= published, 10):  # noqa: B023
                 raise TimeoutError(f"{way}: event {i + 1} did not arrive within 10 s")
         summary = client.metrics.summary()
         connections = server.stats()["connections"] - before
@@ -157,13 +158,3 @@ def _listening(server: Server) -> int:
     """Held long polls and open streams on the server now."""
     stats = server.stats()
     return int(stats["streams"]) + int(stats["waiting"])
-
-
-def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
-
