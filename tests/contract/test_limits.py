@@ -146,13 +146,7 @@ def test_publishing_needs_the_token_and_reading_does_not(
 
 
 def _post(api: InProcessApi, headers: dict[str, str]) -> Reply:
-    from conftest import Reply
-
-    if api.kind == "flask":
-        r = api.app.test_client().post("/trigger_event", json={"message": "m"}, headers=headers)
-        return Reply(r.status_code, r.headers, r.get_data())
-    r = api._client.post("/trigger_event", json={"message": "m"}, headers=headers)
-    return Reply(r.status_code, r.headers, r.content)
+    return api.request("POST", "/trigger_event", json_body={"message": "m"}, headers=headers)
 
 
 @pytest.mark.live
