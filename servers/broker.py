@@ -42,17 +42,21 @@ RETRY_AFTER_S = 1
 
 T = TypeVar("T")
 
-#: KEYS: the id counter, the events (a stream), the log's stream id, and the Idempotency-Key's
-#: record (or none). ARGV: the message as JSON, the timestamp, the retention, a fresh stream id
-#: (used only if the log is new), the channel, how long a key is remembered (s).
-PUBLISH = """
+#: How both scripts begin: the log's stream id, or, when Redis has lost the log, a new log under
+#: the fresh id in ARGV[fresh], so that no script ever mixes ids from two logs.
+OPEN_LOG = """
 local stream = redis.call('GET', KEYS[3])
 if not stream then
   redis.call('DEL', KEYS[1], KEYS[2])
-  stream = ARGV[4]
+  stream = ARGV[{fresh}]
   redis.call('SET', KEYS[3], stream)
 end
-if KEYS[4] then
+"""
+
+#: KEYS: the id counter, the events (a stream), the log's stream id, and the Idempotency-Key's
+#: record (or none). ARGV: the message as JSON, the timestamp, the retention, a fresh stream id
+#: (used only if the log is new), the channel, how long a key is remembered (s).
+PUBLISH = OPEN_LOG.format(fresh=4) + """if KEYS[4] then
   local earlier = redis.call('GET', KEYS[4])
   if earlier then return {stream, earlier, 'replayed'} end
 end
@@ -66,14 +70,7 @@ return {stream, event}
 
 #: KEYS as PUBLISH. ARGV: the first stream id to read (`<cursor + 1>-0`), the limit, a fresh
 #: stream id. Answers the log's stream id, newest id, oldest kept id, then the events' JSON.
-READ = """
-local stream = redis.call('GET', KEYS[3])
-if not stream then
-  redis.call('DEL', KEYS[1], KEYS[2])
-  stream = ARGV[3]
-  redis.call('SET', KEYS[3], stream)
-end
-local last = redis.call('GET', KEYS[1]) or '0'
+READ = OPEN_LOG.format(fresh=3) + """local last = redis.call('GET', KEYS[1]) or '0'
 local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
 local oldest = '0'
 if #first > 0 then oldest = string.match(first[1][1], '^%d+') end
