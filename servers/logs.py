@@ -16,20 +16,17 @@ from servers import idempotency
 from servers.contract import DEFAULT_MESSAGE, Event
 from servers.eventlog import EventLog
 from servers.startup import ServerConfig
+from servers.stats import LogCounts
 from servers.store import open_log
 
 
-class SharedLog(Protocol):
-    """Where the asyncio server's events live, and how it hears that there are new ones."""
+class SharedLog(LogCounts, Protocol):
+    """Where the asyncio server's events live, and how it hears that there are new ones.
 
-    #: The log's identity (API.md, "Stream identity"): every response carries it.
-    @property
-    def stream(self) -> str: ...
-    #: The newest and oldest retained ids, as last seen (`refresh` updates them from the store).
-    @property
-    def last_id(self) -> int: ...
-    @property
-    def oldest_id(self) -> int: ...
+    Its `stream`, `last_id` and `oldest_id` are `LogCounts`': the log's identity, which every
+    response carries, and the newest and oldest retained ids as last seen (`refresh` updates
+    them from the store).
+    """
 
     async def publish(self, message: str = DEFAULT_MESSAGE) -> Event:
         """Append one event with the next id; every waiter is woken once it is stored."""
