@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
 
+from helpers.loadclient import Reply, request_bytes
 from helpers.nginx import Nginx, find_nginx, free_port, launch_nginx
-from helpers.scaling.loadclient import Reply, request_bytes
 from helpers.scaling.peers import ControlChannel
 
 MODULE_CANDIDATES = ("/usr/lib/nginx/modules/ngx_nchan_module.so",
@@ -71,7 +71,7 @@ HTTP = """\
 @dataclass
 class NchanCursor:
     """Nchan's long-poll cursor: the last message's `Last-Modified` and `Etag`, sent back as
-    `If-Modified-Since` and `If-None-Match` (a `helpers.scaling.loadclient.Cursor`)."""
+    `If-Modified-Since` and `If-None-Match` (a `helpers.loadclient.Cursor`)."""
 
     last_modified: str
     etag: str

@@ -17,6 +17,7 @@ import statistics
 import time
 from typing import Any
 
+from helpers.loadclient import Connection, HttpError, close_all, connect, open_pool
 from helpers.metrics import percentile
 from helpers.processes import total_cpu_seconds as cpu_seconds
 from helpers.scaling.fanout import (
@@ -26,7 +27,6 @@ from helpers.scaling.fanout import (
     publish_timed,
     wait_for_waiting,
 )
-from helpers.scaling.loadclient import Connection, HttpError, close_all, connect, open_pool
 
 
 async def delivery_latency(peer: Any, events: int = 200, *, jitter: float = 0.005,

@@ -20,10 +20,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from helpers.loadclient import IP_BIND_ADDRESS_NO_PORT, source_addresses
 from helpers.metrics import percentile
 from helpers.processes import rss_kib
 from helpers.scaling.fanout import Say, ms, publish_timed
-from helpers.scaling.loadclient import IP_BIND_ADDRESS_NO_PORT, source_addresses
 
 Protocol = Literal["sse", "ws"]
 PROTOCOLS: tuple[Protocol, ...] = ("sse", "ws")

@@ -44,6 +44,10 @@ class PollError(PollingLabError):
         self.code = code
         self.detail = detail
 
+    def __reduce__(self) -> tuple[type[PollError], tuple[int, str, str]]:
+        # Pickled with its own arguments: a swarm's clients, in their own process, send these.
+        return type(self), (self.status, self.code, self.detail)
+
 
 class UntrustedCertificate(PollingLabError):
     """A TLS handshake failed: the server's certificate is not signed by a CA this client trusts.

@@ -1,62 +1,128 @@
-"""Many simulated clients from one kernel: asyncio and aiohttp, not one thread per client.
+"""Many simulated clients in a process of their own: asyncio and aiohttp, not a thread per client.
 
     with Swarm(server.url, 1000, "long", hold=30) as swarm:
         server.trigger()
+    swarm.metrics.summary()
 
-Strategies "sse" and "ws" hold Server-Sent Event streams or WebSockets instead of polls
-(`helpers.swarm_streams`), on the asyncio server.
+Every swarm's clients run in one process beside the kernel (`helpers.swarm_worker`, started
+with the first swarm and stopped with the kernel), on an event loop of their own (uvloop where
+it is installed). Reading 1,000 answers then does not compete with the kernel, its widgets and
+its timers for one core. What the clients record arrives here within `swarm_worker.FLUSH_S` and
+is replayed on this process's `Metrics`, so a swarm reads as if its clients were local:
+`metrics`, `cursors`, `attempts`, `errors` and `kills` are kept up to date. Receive times are
+still the client's own, taken the moment an answer was read.
 
-A swarm runs its own event loop in one background thread. Each simulated client has its own
-connection and cursor and follows the same rules as `ShortPollClient` and `LongPollClient`
-(the shared `Cursor`), and all of them report into one `Metrics` recorder.
+`Swarm(..., process=False)` runs the same clients on a thread of this process instead, as the
+kit did before; notebook 03 measures what that costs.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import json
+import atexit
+import itertools
+import multiprocessing
+import os
 import random
+import subprocess
+import sys
 import threading
-import time
-from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Literal
+from concurrent.futures import Future
+from typing import Any
 
-import aiohttp
-
-from helpers.clients import (
-    CONNECT_TIMEOUT_S,
-    READ_MARGIN_S,
-    Cursor,
-    backoff_delay,
-    gateway_ended_hold,
-    gateway_repoll_delay,
-    rate_limited_delay,
-)
-from helpers.errors import PollError, RateLimited, ServerUnavailable
+from helpers import swarm_worker
 from helpers.kinds import Strategy as Strategy  # re-exported: helpers.lanes imports it from here
-from helpers.launcher import raise_open_file_limit
+from helpers.launcher import PROJECT_ROOT, raise_open_file_limit
 from helpers.metrics import Metrics
-from helpers.streams import STREAM_READ_TIMEOUT_S
-from helpers.swarm_streams import follow_stream
+from helpers.swarm_engine import Attempt as Attempt
+from helpers.swarm_engine import Backoff as Backoff
+from helpers.swarm_engine import SwarmEngine
 
-#: How a client waits before retrying after a failure: a fixed `backoff_base` ("none"), doubling
-#: from it up to `backoff_cap` ("exponential"), or a uniform draw below that ("full-jitter").
-Backoff = Literal["none", "exponential", "full-jitter"]
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One request of one simulated client, recorded when `Swarm(record=True)`."""
-
-    client: str
-    sent_at: float  # time.time() when it was sent
-    status: int  # the HTTP status, 0 when no answer came (refused, cut, timed out)
-    ok: bool  # answered with 200, 204 or 410: the client's cursor moved on normally
+START_TIMEOUT_S = 30.0  # the host's first start imports aiohttp and the kit: seconds when loaded
 
 
-class Swarm:
+class SwarmHost:
+    """The one process, per kernel, where every swarm's clients run; `pid` is its pid."""
+
+    def __init__(self) -> None:
+        raise_open_file_limit()  # the host inherits it: one socket per simulated client
+        ours, theirs = multiprocessing.Pipe()
+        path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", f"import helpers.swarm_worker as w; w.main({theirs.fileno()})"],
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+            env=dict(os.environ, PYTHONPATH=path),
+            start_new_session=True)  # the kernel's stop button (SIGINT) is not for it
+        theirs.close()
+        self.pid = self.process.pid
+        self._conn = ours
+        self._sending = threading.Lock()
+        self._swarms: dict[int, Swarm] = {}
+        self._ids = itertools.count()
+        self.alive = True
+        self.problems: list[str] = []  # what went wrong reading the host's reports (a bug)
+        threading.Thread(target=self._read, name="swarm host", daemon=True).start()
+
+    def register(self, swarm: Swarm) -> int:
+        sid = next(self._ids)
+        self._swarms[sid] = swarm
+        return sid
+
+    def unregister(self, sid: int) -> None:
+        self._swarms.pop(sid, None)
+
+    def send(self, *message: Any) -> None:
+        with self._sending:
+            self._conn.send(message)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close the pipe, which tells the host to stop its swarms and exit; kill it if it won't."""
+        self._conn.close()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout)
+
+    def _read(self) -> None:
+        try:
+            while True:
+                try:
+                    kind, sid, *rest = self._conn.recv()
+                    swarm = self._swarms.get(sid)
+                    if swarm is not None:
+                        swarm._receive(kind, rest)
+                except (EOFError, OSError):  # the host exited, or stop() closed the pipe
+                    break
+                except Exception as exc:  # a bug; the other swarms' reports go on regardless
+                    self.problems.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            self.alive = False
+            for swarm in list(self._swarms.values()):
+                swarm._receive("stopped", [])
+
+
+_host: SwarmHost | None = None
+_host_lock = threading.Lock()
+
+
+def swarm_host() -> SwarmHost:
+    """The kernel's swarm host, started now if it is not running."""
+    global _host
+    with _host_lock:
+        if _host is None or not _host.alive:
+            if _host is not None:
+                _host.stop()  # it exited already, or its pipe broke: make sure, by its pid
+            _host = SwarmHost()
+        return _host
+
+
+@atexit.register
+def _stop_host() -> None:
+    if _host is not None:
+        _host.stop()
+
+
+class Swarm(SwarmEngine):
     """`n` simulated clients of one strategy, all polling `url` until `stop()`."""
 
     def __init__(self, url: str, n: int, strategy: Strategy = "long", *, interval: float = 1.0,
@@ -64,62 +130,64 @@ class Swarm:
                  limit: int = 100, backoff_base: float = 0.1, backoff_cap: float = 5.0,
                  backoff: Backoff = "full-jitter", record: bool = False,
                  name: str = "swarm", compression: str | None = None,
-                 client_ids: bool = False) -> None:
-        if strategy not in ("short", "long", "sse", "ws"):
-            raise ValueError('strategy must be "short", "long", "sse" or "ws"')
-        if backoff not in ("none", "exponential", "full-jitter"):
-            raise ValueError('backoff must be "none", "exponential" or "full-jitter"')
-        if n < 1:
-            raise ValueError("a swarm needs at least one client")
-        self.url = url.rstrip("/")
-        self.n = n
-        self.strategy = strategy
-        self.interval = interval
-        self.hold = hold
-        self.limit = limit
-        self.backoff = (backoff_base, backoff_cap)
-        self.backoff_mode = backoff
-        self.record = record
-        self.compression = compression  # "ws" only: "deflate" asks for per-message deflate
-        self.attempts: list[Attempt] = []  # every request, when record=True
-        self.kills = 0  # clients killed by kill()
-        self.metrics = metrics if metrics is not None else Metrics()
-        self.cursors = [Cursor(f"{name}-{i}", self.metrics, last_event_id) for i in range(n)]
-        for cursor in self.cursors if client_ids else []:  # X-Client-Id: swarm-0, swarm-1, ...
-            cursor.client_id = str(cursor.name)
-        self.errors: list[PollError] = []  # clients stopped by a 4xx, with the reason
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping: asyncio.Event | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._tasks: dict[int, asyncio.Task[None]] = {}  # by index into self.cursors
-        self._ready = threading.Event()
+                 client_ids: bool = False, process: bool = True) -> None:
+        self._options: dict[str, Any] = dict(
+            url=url, n=n, strategy=strategy, interval=interval, hold=hold,
+            last_event_id=last_event_id, limit=limit, backoff_base=backoff_base,
+            backoff_cap=backoff_cap, backoff=backoff, record=record, name=name,
+            compression=compression)
+        super().__init__(metrics=metrics, client_ids=client_ids, **self._options)
+        self.process = process
+        self.pid: int | None = None  # the host's, while this swarm runs there
+        self._host: SwarmHost | None = None
+        self._sid: int | None = None
+        self._up = threading.Event()
+        self._down = threading.Event()
+        self._replies: dict[int, Future[Any]] = {}
+        self._requests = itertools.count()
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        if not self.process:
+            return super().running
+        return self._sid is not None and not self._down.is_set()
 
     def start(self) -> Swarm:
         """Start every client; returns once each has sent (or is about to send) its first poll."""
+        if not self.process:
+            super().start()
+            return self
         if self.running:
             return self
-        raise_open_file_limit()  # one socket per simulated client
-        self._ready.clear()
-        self._thread = threading.Thread(target=self._main, name="swarm", daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
+        host = swarm_host()
+        self._up.clear()
+        self._down.clear()
+        sid = host.register(self)
+        self._host, self._sid, self.pid = host, sid, host.pid
+        places = [(c.last_event_id, c.stream) for c in self.cursors]
+        host.send("start", sid, self._options, places, [c.client_id for c in self.cursors])
+        if not self._up.wait(START_TIMEOUT_S) or self._down.is_set():
+            self._forget()
+            raise RuntimeError(f"the swarm host (pid {host.pid}) did not start the swarm within "
+                               f"{START_TIMEOUT_S:.0f} s; restart the kernel and try again")
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Cancel every client and close every connection; held polls are released at once."""
-        loop, stopping = self._loop, self._stopping
-        if loop is not None and stopping is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(stopping.set)
-            except RuntimeError:  # the loop closed in the meantime
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Cancel every client and close every connection; held polls are released at once.
+
+        Returns once the host has reported the clients' last deliveries.
+        """
+        if not self.process:
+            return super().stop(timeout)
+        host, sid = self._host, self._sid
+        if host is None or sid is None:
+            return
+        try:
+            host.send("stop", sid, timeout)
+        except OSError:  # the host is gone
+            pass
+        self._down.wait(timeout + 1)
+        self._forget()
 
     def kill(self, n: int = 1, *, restart: bool = True, down_for: float = 0.0,
              rng: random.Random | None = None, timeout: float = 5.0) -> list[str]:
@@ -129,152 +197,46 @@ class Swarm:
         back `down_for` seconds later as a fresh client that kept its cursor (as an app that
         stored its `last_event_id` would), so it resumes where it was. Returns their names.
         """
-        loop = self._loop
-        if loop is None or not self.running:
+        if not self.process:
+            return super().kill(n, restart=restart, down_for=down_for, rng=rng, timeout=timeout)
+        if not self.running or self._host is None:
             raise RuntimeError("the swarm is not running; start() it first")
-        future = asyncio.run_coroutine_threadsafe(
-            self._kill(n, restart, down_for, rng or random.Random()), loop)
-        return future.result(timeout)
+        rng = rng or random.Random()
+        request = next(self._requests)
+        reply: Future[Any] = Future()
+        self._replies[request] = reply
+        self._host.send("kill", self._sid, request, n, restart, down_for, rng)
+        names, state = reply.result(timeout)
+        rng.setstate(state)  # the caller's generator moves on as if it had drawn here
+        self.kills += len(names)
+        return list(names)
 
-    async def _kill(self, n: int, restart: bool, down_for: float,
-                    rng: random.Random) -> list[str]:
-        alive = [i for i, task in self._tasks.items() if not task.done()]
-        chosen = rng.sample(alive, min(n, len(alive)))
-        for i in chosen:
-            self._tasks[i].cancel()
-        await asyncio.gather(*(self._tasks[i] for i in chosen), return_exceptions=True)
-        self.kills += len(chosen)
-        session = self._session
-        if restart and session is not None:
-            for i in chosen:
-                self._tasks[i] = asyncio.create_task(
-                    self._client(session, self.cursors[i], delay=down_for))
-        return [str(self.cursors[i].name) for i in chosen]
+    def _receive(self, kind: str, rest: list[Any]) -> None:
+        """What the host said about this swarm (called on the host's reader thread)."""
+        if kind == "batch":
+            self._apply(rest[0])
+        elif kind == "ready":
+            self._up.set()
+        elif kind == "killed":
+            request, names, state = rest
+            self._replies.pop(request).set_result((names, state))
+        elif kind == "stopped":
+            self._down.set()
+            self._up.set()  # a start() still waiting gives up at once
+            for reply in self._replies.values():
+                reply.set_exception(RuntimeError("the swarm stopped"))
+            self._replies.clear()
 
-    def _retry_delay(self, failures: int) -> float:
-        base, cap = self.backoff
-        if self.backoff_mode == "none":
-            return base
-        if self.backoff_mode == "exponential":
-            return float(min(cap, base * 2 ** max(0, failures - 1)))
-        return backoff_delay(failures, base, cap)
+    def _apply(self, batch: swarm_worker.Batch) -> None:
+        # Cursors first: a reader who sees a delivery in `metrics` then finds its cursor there.
+        for i, (last_event_id, stream) in batch.places.items():
+            cursor = self.cursors[i]
+            cursor.last_event_id, cursor.stream = last_event_id, stream
+        swarm_worker.replay(batch, self.metrics)
+        self.attempts.extend(batch.attempts)
+        self.errors.extend(batch.errors)
 
-    def __enter__(self) -> Swarm:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-    def _main(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._run_all())
-        finally:
-            loop.close()
-
-    async def _run_all(self) -> None:
-        self._stopping = asyncio.Event()
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-        read = {"long": self.hold + READ_MARGIN_S, "short": READ_MARGIN_S}.get(
-            self.strategy, STREAM_READ_TIMEOUT_S)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=read)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            self._session = session
-            self._tasks = {i: asyncio.create_task(self._client(session, cursor))
-                           for i, cursor in enumerate(self.cursors)}
-            self._ready.set()
-            await self._stopping.wait()
-            for task in self._tasks.values():
-                task.cancel()
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-            self._session = None
-
-    async def _client(self, session: aiohttp.ClientSession, cursor: Cursor,
-                      delay: float = 0.0) -> None:
-        await asyncio.sleep(delay)
-        if self.strategy in ("sse", "ws"):
-            return await self._stream_client(session, cursor)
-        if self.strategy == "long":
-            endpoint = "/poll_for_updates"
-        else:
-            endpoint = "/events"
-            # Spread short polls over the interval, as independent browsers would be.
-            await asyncio.sleep(random.uniform(0, self.interval))
-        failures = 0
-        while True:
-            started = time.monotonic()
-            params: dict[str, Any] = {"last_event_id": cursor.last_event_id, "limit": self.limit}
-            if self.strategy == "long":
-                params["timeout"] = self.hold
-            self.metrics.count_request()
-            sent_at, status = time.time(), 0
-            try:
-                try:
-                    async with session.get(self.url + endpoint, params=params,
-                                           headers=cursor.request_headers()) as response:
-                        status = response.status
-                        body = await response.read()
-                        received = time.time()
-                        headers = response.headers
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                    raise ServerUnavailable(f"{type(exc).__name__}: {exc}") from exc
-                cursor.apply(status, headers, functools.partial(json.loads, body), received)
-            except PollError as exc:
-                self._record(cursor, sent_at, status, False)
-                self.errors.append(exc)
-                self.metrics.record_error(str(exc))
-                return
-            except ServerUnavailable as exc:
-                self._record(cursor, sent_at, status, False)
-                hold = self.hold if self.strategy == "long" else 0.0
-                if isinstance(exc, RateLimited):
-                    self.metrics.count_rate_limited()  # the gateway said when: no backoff growth
-                    await asyncio.sleep(rate_limited_delay(exc))
-                    continue
-                if gateway_ended_hold(exc, time.monotonic() - started, hold):
-                    self.metrics.count_gateway_timeout()  # an empty poll: no backoff growth
-                    await asyncio.sleep(gateway_repoll_delay())
-                    continue
-                failures += 1
-                self.metrics.record_error(str(exc))
-                await asyncio.sleep(max(self._retry_delay(failures), exc.retry_after or 0))
-                continue
-            self._record(cursor, sent_at, status, True)
-            failures = 0
-            if self.strategy == "short":
-                await asyncio.sleep(max(0.0, started + self.interval - time.monotonic()))
-
-    async def _stream_client(self, session: aiohttp.ClientSession, cursor: Cursor) -> None:
-        """One stream, held until the swarm stops; reconnected from the cursor when it drops."""
-        failures = 0
-        while True:
-            self.metrics.count_request()
-            sent_at = time.time()
-            try:
-                delivered = await follow_stream(
-                    self.strategy, session, self.url, cursor,  # type: ignore[arg-type]
-                    self.compression)
-            except PollError as exc:
-                self._record(cursor, sent_at, 0, False)
-                self.errors.append(exc)
-                self.metrics.record_error(str(exc))
-                return
-            except RateLimited as exc:
-                self._record(cursor, sent_at, 429, False)
-                self.metrics.count_rate_limited()
-                await asyncio.sleep(rate_limited_delay(exc))
-                continue
-            except ServerUnavailable as exc:
-                self._record(cursor, sent_at, 0, False)
-                self.metrics.record_error(str(exc))
-                delivered = 0
-            failures = 0 if delivered else failures + 1
-            if failures:
-                await asyncio.sleep(self._retry_delay(failures))
-
-    def _record(self, cursor: Cursor, sent_at: float, status: int, ok: bool) -> None:
-        if self.record:  # list.append is atomic: readers in other threads see whole entries
-            self.attempts.append(Attempt(str(cursor.name), sent_at, status, ok))
-
+    def _forget(self) -> None:
+        if self._host is not None and self._sid is not None:
+            self._host.unregister(self._sid)
+        self._host = self._sid = self.pid = None

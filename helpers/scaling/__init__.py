@@ -7,8 +7,8 @@
 
 One module per job:
 
-* `loadclient`: the load client notebook 05 and `make bench` share (raw asyncio, one TCP
-  connection per waiting client, hand-written HTTP/1.1);
+* the load client itself is `helpers.loadclient`, which the swarm shares (raw asyncio, one
+  TCP connection per waiting client, hand-written HTTP/1.1);
 * `peers`: a server under measurement (`KitPeer` wraps a launched one);
 * `fanout`: one fan-out measured (hold N polls, publish, time every answer);
 * `sweep`: the notebook's synchronous calls, `fan_out` and `sweep`, their figure and table;

@@ -1,7 +1,7 @@
 """One fan-out, measured: hold N long polls on a server, publish one event, time every answer.
 
 Notebook 05 (`helpers.scaling.fan_out`, `sweep`) and `make bench` (`bench.scenarios`) both run
-this, with the load client of `helpers.scaling.loadclient`, against any `Peer`. Times are
+this, with the load client of `helpers.loadclient`, against any `Peer`. Times are
 `time.perf_counter()` differences in the measuring process. A fan-out is timed **from just
 before the publish request is written** to the moment the last byte of a subscriber's response
 is read: the same reference for every server, Nchan included (its messages carry no timestamp
@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from helpers.loadclient import Cursor, Tally, close_all, open_pool, reopen
 from helpers.metrics import percentile
 from helpers.processes import rss_kib, threads
 from helpers.processes import total_cpu_seconds as cpu_seconds
-from helpers.scaling.loadclient import Cursor, Tally, close_all, open_pool, reopen
 from helpers.scaling.peers import Peer
 
 Say = Callable[[str], None]

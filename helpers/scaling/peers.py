@@ -17,7 +17,7 @@ import json
 from typing import Any, Protocol
 
 from helpers.launcher import Server, launch
-from helpers.scaling.loadclient import (
+from helpers.loadclient import (
     ApiCursor,
     Connection,
     Cursor,

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from helpers.launcher import Server, default_log_dir
+from helpers.loadclient import ApiCursor, close_all, open_pool
 from helpers.scaling.fanout import publish_timed, wait_for_waiting
-from helpers.scaling.loadclient import ApiCursor, close_all, open_pool
 from helpers.scaling.peers import KitPeer
 from helpers.scaling.sweep import run_on_own_loop
 

@@ -5,7 +5,7 @@
     rows = sweep({"asyncio": a, "flask": f}, [1, 10, 100, 1000])
 
 The waiting clients come from the load client that `make bench` uses too
-(`helpers.scaling.loadclient`): one TCP connection each, hand-written HTTP, run on an event loop
+(`helpers.loadclient`): one TCP connection each, hand-written HTTP, run on an event loop
 in a worker thread, so that ten thousand of them fit in one kernel. A fan-out is timed from just
 before the publish request is written to the moment each answer's last byte is read.
 """

@@ -22,8 +22,8 @@ import pytest
 from bench import report, scenarios
 from bench.nchan import NchanCursor, NchanPeer, find_nchan
 from helpers import Server
+from helpers.loadclient import Reply
 from helpers.scaling.fanout import measure_fan_out
-from helpers.scaling.loadclient import Reply
 from helpers.scaling.peers import KitPeer
 
 T = TypeVar("T")

@@ -13,7 +13,7 @@ A `Cursor` is how a subscriber asks for what comes after what it has. `ApiCursor
 kit's API (docs/api.md): `GET /poll_for_updates?last_event_id=N`, and the JSON list in a 200
 moves the cursor to the newest id in it. (`make bench` adds Nchan's, in `bench.nchan`.)
 
-Notebook 05 and `make bench` both use this client, so it lives with the scaling lesson.
+Notebook 05, `make bench` and the swarm's polls (`helpers.swarm_raw`) all use this client.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""helpers/scaling/loadclient.py: the load client notebook 05 and `make bench` share.
+"""helpers/loadclient.py: the load client notebook 05 and `make bench` share.
 
 Its hand-written HTTP/1.1 against a scripted server, and the kit's cursor protocol.
 """
@@ -10,7 +10,7 @@ import json
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from helpers.scaling.loadclient import ApiCursor, Reply, connect, request_bytes
+from helpers.loadclient import ApiCursor, Reply, connect, request_bytes
 
 T = TypeVar("T")
 
