@@ -1,4 +1,4 @@
-"""Many simulated clients in a process of their own: asyncio and aiohttp, not a thread per client.
+"""Many simulated clients in a process of their own: one event loop, not a thread per client.
 
     with Swarm(server.url, 1000, "long", hold=30) as swarm:
         server.trigger()
@@ -31,7 +31,7 @@ from typing import Any
 
 from helpers import swarm_worker
 from helpers.kinds import Strategy as Strategy  # re-exported: helpers.lanes imports it from here
-from helpers.launcher import PROJECT_ROOT, raise_open_file_limit
+from helpers.launcher import PROJECT_ROOT, default_log_dir, raise_open_file_limit
 from helpers.metrics import Metrics
 from helpers.swarm_engine import Attempt as Attempt
 from helpers.swarm_engine import Backoff as Backoff
@@ -47,11 +47,15 @@ class SwarmHost:
         raise_open_file_limit()  # the host inherits it: one socket per simulated client
         ours, theirs = multiprocessing.Pipe()
         path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", f"import helpers.swarm_worker as w; w.main({theirs.fileno()})"],
-            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-            env=dict(os.environ, PYTHONPATH=path),
-            start_new_session=True)  # the kernel's stop button (SIGINT) is not for it
+        #: What the host prints (a traceback, if it has a bug) goes here, never into a cell.
+        self.log_path = default_log_dir() / "swarm-host.log"
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c",
+                 f"import helpers.swarm_worker as w; w.main({theirs.fileno()})"],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                env=dict(os.environ, PYTHONPATH=path),
+                start_new_session=True)  # the kernel's stop button (SIGINT) is not for it
         theirs.close()
         self.pid = self.process.pid
         self._conn = ours
