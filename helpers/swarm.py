@@ -26,6 +26,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import Future
 from typing import Any
 
@@ -33,6 +34,7 @@ from helpers import swarm_worker
 from helpers.kinds import Strategy as Strategy  # re-exported: helpers.lanes imports it from here
 from helpers.launcher import PROJECT_ROOT, default_log_dir, raise_open_file_limit
 from helpers.metrics import Metrics
+from helpers.processes import cpu_seconds
 from helpers.swarm_engine import Attempt as Attempt
 from helpers.swarm_engine import Backoff as Backoff
 from helpers.swarm_engine import SwarmEngine
@@ -79,13 +81,18 @@ class SwarmHost:
             self._conn.send(message)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Close the pipe, which tells the host to stop its swarms and exit; kill it if it won't."""
-        self._conn.close()
+        """Tell the host to stop its swarms and exit; kill it, by its pid, if it won't."""
+        try:
+            self.send("exit", None)
+        except OSError:  # it is gone already
+            pass
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout)
+        # Only now: closing a pipe that the reader thread is blocked on would not wake it.
+        self._conn.close()
 
     def _read(self) -> None:
         try:
@@ -120,6 +127,16 @@ def swarm_host() -> SwarmHost:
         return _host
 
 
+def load_generator_cpu_seconds() -> float:
+    """CPU seconds used so far by this process plus its swarm host: the clients' whole cost."""
+    host = _host
+    try:
+        extra = cpu_seconds(host.pid) if host is not None and host.alive else 0.0
+    except OSError:  # it exited a moment ago
+        extra = 0.0
+    return time.process_time() + extra
+
+
 @atexit.register
 def _stop_host() -> None:
     if _host is not None:
@@ -149,6 +166,8 @@ class Swarm(SwarmEngine):
         self._down = threading.Event()
         self._replies: dict[int, Future[Any]] = {}
         self._requests = itertools.count()
+        if process:
+            swarm_host()  # its start-up (a second or two of imports) overlaps the caller's
 
     @property
     def running(self) -> bool:

@@ -12,7 +12,8 @@ taken the moment its answer was read, only in this process.
 Commands, each naming a swarm by the kernel's number for it: ("start", sid, options, places,
 client ids), ("kill", sid, request, n, restart, down_for, rng), ("stop", sid, timeout). Replies:
 ("ready", sid), ("batch", sid, Batch), ("killed", sid, request, names, rng state),
-("stopped", sid). The host exits when the kernel's end of the pipe closes.
+("stopped", sid). The host exits on ("exit", None), or when the kernel's end of the pipe closes
+(the kernel died).
 """
 
 from __future__ import annotations
@@ -172,7 +173,8 @@ def _start(options: dict[str, Any], places: list[Place],
 
 
 def _serve(conn: Connection, swarms: dict[int, Reporter]) -> bool:
-    """Wait up to FLUSH_S for the kernel's next command and carry it out; False: the kernel left."""
+    """Wait up to FLUSH_S for the kernel's next command and carry it out; False: stop now."""
+    command: str
     try:
         if not conn.poll(FLUSH_S):
             return True
@@ -191,7 +193,7 @@ def _serve(conn: Connection, swarms: dict[int, Reporter]) -> bool:
         reporter.engine.stop(*args)
         _flush(conn, sid, reporter)
         conn.send(("stopped", sid))
-    return True
+    return command != "exit"
 
 
 def _flush(conn: Connection, sid: int, reporter: Reporter) -> None:

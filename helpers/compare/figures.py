@@ -68,7 +68,7 @@ def latency_axes(ax: Axes, results: ComparisonResult) -> None:
 
 
 def rate_axes(ax: Axes, results: ComparisonResult) -> None:
-    """Requests per second of each lane over time, and this process's CPU on a second axis."""
+    """Requests per second of each lane over time, and the load generator's CPU on a second axis."""
     timeline = results.timeline
     ts = [point.t for point in timeline]
     for row in results.lanes:

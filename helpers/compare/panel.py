@@ -183,7 +183,7 @@ class ComparePanel(PanelBase):
         now = "" if math.isnan(cpu_now) else f"{cpu_now:.0f} % now, "
         cpu = results.kernel_cpu_pct if math.isfinite(results.kernel_cpu_pct) else 0.0
         self.say(f"{state} · {results.total_seconds:.1f} s measured · load generator (this "
-                 f"kernel): {now}{cpu:.0f} % of one core on average")
+                 f"kernel and its swarm's process): {now}{cpu:.0f} % of one core on average")
         drawn = (len(results.timeline), sum(row.deliveries for row in results.lanes))
         if plots or drawn != self._drawn:
             self._drawn = drawn

@@ -140,7 +140,7 @@ class PublishSkew(Record):
 
 @dataclass(frozen=True)
 class TimelinePoint(Record):
-    """One sample of the run: requests so far and per second per lane, and this process's CPU.
+    """One sample of the run: requests so far and per second per lane, and the load generator's CPU.
 
     The rates are averaged over the last RATE_WINDOW_S seconds.
     """
@@ -148,7 +148,7 @@ class TimelinePoint(Record):
     t: float  # seconds since the measurement started
     requests: dict[str, int]
     requests_per_s: dict[str, float]
-    kernel_cpu_pct: float  # this process (the load generator), % of one core
+    kernel_cpu_pct: float  # the load generator (this process and its swarm's), % of one core
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ class ComparisonResult(Record):
     total_seconds: float  # from the reset until the stop (or now)
     triggered: int
     publish_skew_ms: PublishSkew
-    kernel_cpu_pct: float  # this process (the load generator) over total_seconds
+    kernel_cpu_pct: float  # the load generator (this process and its swarm's) over total_seconds
     timeline: tuple[TimelinePoint, ...]
     command: tuple[str, ...] = field(default=(), metadata=NOT_IN_JSON)  # the CLI's, if any
 

@@ -163,7 +163,7 @@ PRESETS: dict[str, Preset] = {preset.name: preset for preset in (
            "own, so it makes about one request per message per user and the most requests per "
            "second, while short polling and the naive loop collect several messages per answer "
            "and need fewer than one request per message. Look at the latency columns to see "
-           "what that batching costs, and at the load generator's CPU: when this kernel nears "
+           "what that batching costs, and at the load generator's CPU: when it nears "
            "100 % of a core, the clients themselves are the bottleneck."),
     Preset("1000 idle dashboards",
            Scenario(clients=1000, rate=0.05, interval=5.0, hold=30.0, check_interval=1.0),

@@ -117,7 +117,8 @@ def notes(results: ComparisonResult) -> list[str]:
     if math.isfinite(cpu):
         peak_seen = math.isfinite(peak) and peak > 0
         lines.append(
-            f"Load generator (this process: clients, publishers, views): {fmt(cpu, 'pct')} % "
+            "Load generator (this process and its swarm's: clients, publishers, views): "
+            f"{fmt(cpu, 'pct')} % "
             f"of one core over {results.total_seconds:.1f} s"
             + (f", at most {fmt(peak, 'pct')} % over any {RATE_WINDOW_S:g} s" if peak_seen
                else "")

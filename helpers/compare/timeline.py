@@ -1,9 +1,9 @@
 """The measurement over time: when it started, when triggering ended, when it stopped, and a
-sample every TICK_S of each lane's requests per second and this process's own CPU.
+sample every TICK_S of each lane's requests per second and the load generator's CPU.
 
-This process is the load generator (every lane's clients and publishers run in it), so its CPU
-is part of what a comparison measures: near a full core, latencies include time the clients
-waited for it.
+The load generator is this process (publishers, views) plus its swarm host (every lane's
+clients, `helpers.swarm`). Its CPU is part of what a comparison measures: near a full core,
+latencies include time the clients waited for it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from helpers.compare.results import TimelinePoint
+from helpers.swarm import load_generator_cpu_seconds
 
 TICK_S = 0.5  # how often the timeline and the server stats are sampled
 RATE_WINDOW_S = 2.0  # the timeline's requests/s and CPU % are averaged over this window
@@ -32,7 +33,7 @@ class Timeline:
         """Measure afresh from now; a stopped measurement counts as stopped at once."""
         with self._lock:
             self.started_at = time.time()
-            self._cpu_at_start = self._cpu_stopped = time.process_time()
+            self._cpu_at_start = self._cpu_stopped = load_generator_cpu_seconds()
             # (monotonic time, CPU seconds, requests per lane) of recent samples; the lanes'
             # Metrics restart at 0 with the measurement
             self._samples: list[tuple[float, float, dict[str, int]]] = [
@@ -84,7 +85,7 @@ class Timeline:
 
     def kernel_cpu_pct(self) -> float:
         """This process's CPU use since the start, as % of one core (the load generator)."""
-        now = self._cpu_stopped if self.stopped_at is not None else time.process_time()
+        now = self._cpu_stopped if self.stopped_at is not None else load_generator_cpu_seconds()
         return 100 * (now - self._cpu_at_start) / self.elapsed()
 
     def recent_kernel_cpu_pct(self) -> float:
@@ -97,14 +98,14 @@ class Timeline:
             self.sample()
 
     def sample(self) -> None:
-        """Append one point: requests per second per lane, and this process's CPU.
+        """Append one point: requests per second per lane, and the load generator's CPU.
 
         Both are averaged over the last RATE_WINDOW_S seconds, so that a few clients polling
         once a second draw a readable line rather than a comb.
         """
         current = self._requests()
         with self._lock:
-            now, cpu = time.monotonic(), time.process_time()
+            now, cpu = time.monotonic(), load_generator_cpu_seconds()
             self._samples.append((now, cpu, current))
             while len(self._samples) > 2 and self._samples[1][0] <= now - RATE_WINDOW_S:
                 self._samples.pop(0)
