@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from helpers.http import publish_with_retries, request
-from helpers.launcher import Server, launch
+from helpers.launcher import Server, launch, launch_all
 from helpers.processes import kill_process_group
 
 
@@ -105,15 +105,14 @@ def launch_cluster(n: int, *, kind: str = "asyncio", broker: str | None = None,
     machine shares). `gateway_options` go to the proxy (`read_timeout`, `buffering`,
     `rate_burst`), `server_options` to every server (`hold`, `store`, ...).
 
-    Raises ValueError for n < 1, and ServerNotReady if a process does not start; whatever was
-    started is stopped then.
+    The servers start side by side, then the gateway. Raises ValueError for n < 1, and
+    ServerNotReady if a process does not start; whatever was started is stopped then.
     """
     if n < 1:
         raise ValueError(f"a cluster needs at least 1 server, not {n}")
-    servers: list[Server] = []
+    # Side by side (launch_all): the gateway needs their ports, so it starts once they are up.
+    servers = launch_all([(kind, {"broker": broker, **server_options})] * n)
     try:
-        for _ in range(n):
-            servers.append(launch(kind, broker=broker, **server_options))
         gateway = launch("proxy", upstream=[s.url for s in servers], token=token,
                          rate_limit=rate_limit, **dict(gateway_options or {}))
     except BaseException:

@@ -22,9 +22,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import requests
 
@@ -226,20 +227,43 @@ class Server(ServerHandle):
         Raises ServerNotReady, with the tail of its log, if it exits or does not get ready in
         `ready_timeout` seconds; the process is stopped then.
         """
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self) -> None:
+        """Start the process and return at once, without waiting for it to get ready.
+
+        `start()` is `spawn()` then `wait_ready()`. `launch_all` spawns several servers one
+        after another and then waits for them, so that they import and bind side by side. A
+        server dies with the thread that spawned it, so spawn from a thread that lives on.
+        """
         raise_open_file_limit()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%H%M%S")
-        self.log_path = self.log_dir / f"{self.kind}-{stamp}-{len(os.listdir(self.log_dir))}.log"
         command = [sys.executable, "-u", "-m", self.module, "--host", self.host,
                    "--port", str(self.port), *_flags(self.options), *self._tls_flags()]
         env = child_env()
-        with open(self.log_path, "wb") as log:
+        with self._new_log() as log:
             log.write(f"$ {' '.join(command)}\n".encode())
             log.flush()
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True,
                                             env=env)
         _running.add(self)
+
+    def _new_log(self) -> BinaryIO:
+        """Create this start's log file, named so that no other start, in any thread or
+        process sharing the folder, writes to the same one."""
+        stamp = time.strftime("%H%M%S")
+        number = len(os.listdir(self.log_dir))
+        while True:
+            self.log_path = self.log_dir / f"{self.kind}-{stamp}-{number}.log"
+            try:
+                return open(self.log_path, "xb")
+            except FileExistsError:
+                number += 1
+
+    def wait_ready(self) -> None:
+        """Return once the spawned process answers `/health`; see `start()` for what it raises."""
         try:
             self.url = _wait_ready(self, self.ready_timeout, self.port)
         except BaseException:
@@ -351,6 +375,34 @@ def launch(kind: str = "asyncio", *, host: str = "127.0.0.1", port: int = 0,
                     log_dir=Path(log_dir) if log_dir else default_log_dir(), options=options)
     server.start()
     return server
+
+
+def launch_all(plans: Sequence[tuple[str, Mapping[str, Any]]], *,
+               ready_timeout: float = 20.0, log_dir: str | Path | None = None) -> list[Server]:
+    """Start several bundled servers at once; return them, in order, once every one is ready.
+
+    `plans` are `(kind, options)` pairs, each what `launch(kind, **options)` takes. The
+    processes are started one after another from this thread (each dies with it, as with
+    `launch`), then awaited together, so starting n servers takes about as long as the slowest
+    one instead of the sum. Raises ServerNotReady like `launch`; every server is stopped then.
+    """
+    folder = Path(log_dir) if log_dir else default_log_dir()
+    servers: list[Server] = []
+    try:
+        for kind, options in plans:
+            server = Server(kind, host=str(options.get("host", "127.0.0.1")),
+                            port=int(options.get("port", 0)), ready_timeout=ready_timeout,
+                            log_dir=folder,
+                            options={k: v for k, v in options.items() if k not in ("host", "port")})
+            servers.append(server)
+            server.spawn()
+        for server in servers:
+            server.wait_ready()
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return servers
 
 
 def _wait_ready(server: Server, timeout: float, port: int) -> str:

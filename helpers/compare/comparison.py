@@ -32,7 +32,7 @@ from helpers.compare.lane import Lane
 from helpers.compare.results import ComparisonResult
 from helpers.compare.spec import EVERY_LANE, LANES, Preset, Scenario, find_preset, parse_lanes
 from helpers.compare.timeline import Timeline
-from helpers.launcher import launch
+from helpers.launcher import launch_all
 
 BURST_EVENTS = 20
 
@@ -57,12 +57,13 @@ class Comparison:
         self.settled_s = 0.0  # how long the last run() waited for its last deliveries
         self.running = False
         try:
-            for name in names:
-                # One after another, from this thread: a launched server is tied to the thread
-                # that launched it (it dies with it), so a short-lived worker thread won't do.
-                spec = EVERY_LANE[name]
-                server = launch(spec.kind, **spec.launch_options(self.scenario))
-                self.lanes[name] = Lane(spec, server, self.shared_trigger.record_stamp)
+            # Started side by side from this thread (launch_all): a launched server is tied to
+            # the thread that launched it (it dies with it), so a short-lived worker won't do.
+            specs = [EVERY_LANE[name] for name in names]
+            servers = launch_all([(spec.kind, spec.launch_options(self.scenario))
+                                  for spec in specs])
+            for spec, server in zip(specs, servers, strict=True):
+                self.lanes[spec.name] = Lane(spec, server, self.shared_trigger.record_stamp)
         except BaseException:
             self.close()
             raise

@@ -18,6 +18,7 @@ from helpers.delivery.lesson import (
     client_for,
     compare_at_rates,
     connection_costs,
+    connection_costs_each,
     first_messages,
     resume_after_drop,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "client_for",
     "compare_at_rates",
     "connection_costs",
+    "connection_costs_each",
     "first_messages",
     "resume_after_drop",
 ]

@@ -18,7 +18,7 @@ from websockets.sync.client import connect
 
 from helpers.clients import LongPollClient, PollClient
 from helpers.delivery.wire import WireCounter
-from helpers.launcher import Server, launch
+from helpers.launcher import Server, launch, launch_all
 from helpers.metrics import Metrics
 from helpers.sse import SSEParser
 from helpers.streams import SSEClient, StreamClient, WebSocketClient
@@ -154,6 +154,24 @@ def connection_costs(style: Style, connections: int = 1000, events: int = 10,
     """
     with launch("asyncio", **server_options) as server:
         return _costs(server, style, connections, events, rate)
+
+
+def connection_costs_each(styles: Sequence[Style] = STYLES, connections: int = 1000,
+                          events: int = 10, rate: float = 10,
+                          **server_options: Any) -> list[CostRow]:
+    """`connection_costs` for each of `styles`, each on a fresh server of its own.
+
+    The servers start side by side (`launch_all`), which saves the wait for each start; the
+    crowds are then held one style after another, each on its own server, so every row
+    measures one crowd alone, as `connection_costs` does.
+    """
+    servers = launch_all([("asyncio", server_options)] * len(styles))
+    try:
+        return [_costs(server, style, connections, events, rate)
+                for server, style in zip(servers, styles, strict=True)]
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def _costs(server: Server, style: Style, connections: int, events: int,

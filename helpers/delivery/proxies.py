@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from helpers.delivery.lesson import TITLES, Style, caught_up, client_for, publish_at, wait_until
-from helpers.launcher import Server, launch
+from helpers.launcher import Server, launch_all
 from helpers.metrics import Metrics, percentile
 
 Buffering = Literal["off", "on", "force"]
@@ -63,9 +63,15 @@ def through_buffering_proxies(server: Server, modes: Sequence[Buffering] = MODES
     """For each mode, a proxy in front of `server`, one client per style through it, and
     `events` events published on the server at `rate` per second."""
     rows: list[ProxyRow] = []
-    for mode in modes:
-        with launch("proxy", upstream=server.url, buffering=mode) as proxy:
+    # The proxies start side by side; each mode is then measured alone, through its own.
+    proxies = launch_all([("proxy", {"upstream": server.url, "buffering": mode})
+                          for mode in modes])
+    try:
+        for mode, proxy in zip(modes, proxies, strict=True):
             rows += _one_mode(server, proxy, mode, events, rate, styles)
+    finally:
+        for proxy in proxies:
+            proxy.stop()
     return rows
 
 

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from helpers import Server, ServerNotReady, launch
-from helpers.launcher import PROJECT_ROOT
+from helpers.launcher import PROJECT_ROOT, launch_all
 
 pytestmark = pytest.mark.live
 
@@ -144,6 +144,52 @@ def test_the_log_goes_to_a_file_not_to_the_output(capfd: pytest.CaptureFixture[s
     assert "servers.fastapi_server" in log  # the command line, for the learner to rerun
     assert f"serving on {server.url}" in log
     assert server.log_tail(1) == log.splitlines()[-1]
+
+
+def test_launch_all_returns_every_server_ready_each_with_its_own_log(tmp_path: Path) -> None:
+    servers = launch_all([("asyncio", {"hold": 5}), ("naive", {"check_interval": 0.2}),
+                          ("asyncio", {})], log_dir=tmp_path)
+    try:
+        assert [s.kind for s in servers] == ["asyncio", "naive", "asyncio"]
+        assert all(s.health()["status"] == "ok" for s in servers)  # ready when it returns
+        assert len({s.url for s in servers}) == len({s.log_path for s in servers}) == 3
+        assert servers[1].check_interval == 0.2
+        assert all(f"serving on {s.url}" in s.log_path.read_text() for s in servers)
+    finally:
+        for server in servers:
+            server.stop()
+    assert not any(s.running for s in servers)
+
+
+def children() -> set[int]:
+    """The pids of this process's children that still run (reaped ones are gone)."""
+    found: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        found |= {int(pid) for pid in (task / "children").read_text().split()}
+    return {pid for pid in found if not process_gone(pid)}
+
+
+@pytest.mark.skipif(not Path(f"/proc/self/task/{os.getpid()}/children").exists(),
+                    reason="reads /proc/self/task/*/children (Linux)")
+def test_launch_all_stops_the_others_when_one_fails(tmp_path: Path) -> None:
+    before = children()
+    with pytest.raises(ServerNotReady) as raised:
+        launch_all([("asyncio", {}), ("asyncio", {"bogus": 1}), ("naive", {})],
+                   log_dir=tmp_path)
+    assert "--bogus" in str(raised.value)
+    assert len(list(tmp_path.iterdir())) == 3  # all three were started...
+    assert children() <= before  # ...and none of them runs any more
+
+
+def test_starts_in_several_threads_at_once_never_share_a_log(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(4) as pool:  # its threads outlive the servers they launched
+        servers = list(pool.map(lambda _: launch("naive", log_dir=tmp_path), range(4)))
+        try:
+            assert len({s.log_path for s in servers}) == 4
+            assert all(f"serving on {s.url}" in s.log_path.read_text() for s in servers)
+        finally:
+            for server in servers:
+                server.stop()
 
 
 def test_server_dies_when_the_launching_process_is_killed() -> None:

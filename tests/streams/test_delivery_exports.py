@@ -20,6 +20,7 @@ EXPECTED = [
     "client_for",
     "compare_at_rates",
     "connection_costs",
+    "connection_costs_each",
     "first_messages",
     "resume_after_drop",
 ]
