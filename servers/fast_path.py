@@ -27,13 +27,14 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from servers.contract import STREAM_HEADER, ApiError, PollParams, parse_poll_params
+from servers.answers import STREAM_KEY, Answer, EncodedEvents
+from servers.contract import ApiError, PollParams, parse_poll_params
 from servers.identity import ServedByApp, served_by_header
 from servers.stats import Stats
 
 ASGICallable = Callable[[Scope, Receive, Send], Awaitable[None]]
-#: The asyncio server's wait: (params, receive, claimed stream) -> encoded events or None.
-WaitForEvents = Callable[[PollParams, Receive, "str | None"], Awaitable["bytes | None"]]
+#: The asyncio server's wait: (params, scope, receive, claimed stream) -> the answer or None.
+WaitForEvents = Callable[[PollParams, Scope, Receive, "str | None"], Awaitable["Answer | None"]]
 
 
 class LeanPollingApp(ServedByApp):
@@ -50,46 +51,54 @@ class LeanPollingApp(ServedByApp):
 
 
 def lean_poll(wait_for_events: WaitForEvents, stats: Stats, hold: float,
-              stream: str) -> ASGICallable:
+              answers: EncodedEvents, app: ServedByApp) -> ASGICallable:
     """The long poll in raw ASGI: no middleware, routing, Request or Response objects.
 
     Speaks the API exactly like the FastAPI handler (status codes, JSON errors, headers), and
-    waits through the same `wait_for_events`.
+    waits through the same `wait_for_events`, sending the same encoded `Answer`.
     """
-    stream_header = (STREAM_HEADER.lower().encode(), stream.encode())
 
     async def poll(scope: Scope, receive: Receive, send: Send) -> None:
         stats.count_request("poll_for_updates")
         try:
-            query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-            claimed = next((v.decode("latin-1") for k, v in scope["headers"]
-                            if k == stream_header[0]), None)
-            body = await wait_for_events(parse_poll_params(dict(query), hold), receive, claimed)
+            answer = await wait_for_events(poll_params(scope, hold), scope, receive,
+                                           claimed(scope))
         except ApiError as exc:
-            error = json.dumps(exc.body(), ensure_ascii=False, separators=(",", ":")).encode()
+            error = answers.encode(json.dumps(exc.body(), ensure_ascii=False,
+                                              separators=(",", ":")).encode())
             extra = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
             if exc.close_connection:
                 extra.append((b"connection", b"close"))
-            await send_raw(send, exc.status, [stream_header, *extra], error)
+            await send_raw(send, exc.status, [*error.headers, *extra], error.body, app)
             return
-        if body is None:
+        if answer is None:
             stats.count_empty()
-            await send_raw(send, 204, [stream_header], None)
+            await send_raw(send, 204, [answers.stream_header()], b"", app)
         else:
-            await send_raw(send, 200, [stream_header], body)
+            await send_raw(send, 200, answer.headers, answer.body, app)
 
     return poll
 
 
+def poll_params(scope: Scope, hold: float) -> PollParams:
+    """The poll's parameters, from its query string (parsed here, so that the parsed query is
+    not kept alive in the poll while it is held)."""
+    query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    return parse_poll_params(dict(query), hold)
+
+
+def claimed(scope: Scope) -> str | None:
+    """The `X-Stream-Id` a poll sent, if any."""
+    return next((v.decode("latin-1") for k, v in scope["headers"] if k == STREAM_KEY), None)
+
+
 async def send_raw(send: Send, status: int, headers: list[tuple[bytes, bytes]],
-                   body: bytes | None) -> None:
-    """One response in two ASGI messages; a body is JSON, and 204 has none (no Content-Type)."""
-    headers = [*headers, served_by_header()]
-    if body is not None:
-        headers = [*headers, (b"content-type", b"application/json"),
-                   (b"content-length", str(len(body)).encode())]
+                   body: bytes, app: ServedByApp) -> None:
+    """One response in two ASGI messages, with `X-Served-By` unless uvicorn adds it."""
+    if app.served_by_here:
+        headers = [*headers, served_by_header()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body or b""})
+    await send({"type": "http.response.body", "body": body})
 
 
 def tune_garbage_collector() -> None:
@@ -112,7 +121,8 @@ class OneWrite:
     uvicorn writes a response's headers and its body separately, and on loopback each write is
     a system call and a TCP segment. When 10,000 held polls are answered at once, that doubling
     is a good part of the work. A response's head waits for the body until the end of this
-    turn of the event loop, and the body sends both together. Everything else passes through.
+    turn of the event loop, and the body sends both together (a head whose body is not written
+    in the same turn leaves alone at its end). Everything else passes through.
     """
 
     __slots__ = ("_transport", "_loop", "_held")
@@ -131,7 +141,11 @@ class OneWrite:
             return
         if self._held is None:
             self._held = bytes(data)
-            self._loop.call_soon(self.flush)
+            holding = _holding.get(self._loop)
+            if holding is None:  # the first head held in this turn: flush them all at its end
+                _holding[self._loop] = holding = []
+                self._loop.call_soon(_flush_held, self._loop)
+            holding.append(self)
         else:
             joined, self._held = self._held + data, None
             self._transport.write(joined)
@@ -151,6 +165,16 @@ class OneWrite:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
+
+
+#: The `OneWrite`s holding a head in this turn of each event loop. One callback per turn flushes
+#: them all: a callback per response cost 10,000 of them in a fan-out to 10,000.
+_holding: dict[asyncio.AbstractEventLoop, list[OneWrite]] = {}
+
+
+def _flush_held(loop: asyncio.AbstractEventLoop) -> None:
+    for one_write in _holding.pop(loop, ()):
+        one_write.flush()
 
 
 class OneWritePerResponse(AutoHTTPProtocol):  # type: ignore[misc, valid-type]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,9 +26,10 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from servers import fast_path, idempotency, streams
+from servers.answers import Answer, AnswerResponse, EncodedEvents
 from servers.contract import (
     STREAM_HEADER,
     ApiError,
@@ -42,7 +42,8 @@ from servers.contract import (
     parse_poll_params,
     triggered,
 )
-from servers.identity import ServedByApp
+from servers.hangup import client_gone
+from servers.identity import ServedByApp, uvicorn_headers
 from servers.limits import AtLimit, Budget, plan_budget
 from servers.logs import open_shared_log
 from servers.startup import (
@@ -62,12 +63,6 @@ NAME = "fastapi_server"
 #: Something a poll awaits after finding nothing new and before it starts waiting. This server
 #: passes none; `servers.racy_server` passes one to reopen the check-then-wait race on purpose.
 BeforeWait = Callable[[], Awaitable[None]]
-
-
-async def _client_gone(receive: Receive) -> None:
-    """Return when the client closes its connection (ASGI sends `http.disconnect`)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 def create_app(config: ServerConfig | None = None, *, name: str = NAME,
@@ -101,13 +96,8 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
     log.on_wake(waiters.wake_all)
     log.on_wake(stream_wakeups.wake_all)
     # Many woken waiters share a cursor; encode their answer once per publish, not once each.
-    encoded: dict[tuple[int, int], bytes] = {}
-    wakes = [0]  # wake-ups so far: a read that spans one must not fill the cache
-
-    def forget_encoded() -> None:
-        encoded.clear()
-        wakes[0] += 1
-    log.on_wake(forget_encoded)
+    answers = EncodedEvents(log)
+    log.on_wake(answers.forget)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -126,24 +116,8 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
     app.state.stats, app.state.config = stats, config
     app.state.release_waiters = release_waiters
 
-    def stream_response(body: bytes | None, status: int = 200) -> Response:
-        headers = {STREAM_HEADER: log.stream}
-        if body is None:
-            return Response(status_code=status, headers=headers)
-        return Response(body, status_code=status, headers=headers, media_type="application/json")
-
-    async def events_after(last_event_id: int, limit: int) -> bytes | None:
-        key = (last_event_id, limit)
-        body = encoded.get(key)
-        if body is None:
-            before = wakes[0]
-            found = await log.since(last_event_id, limit)
-            if not found:
-                return None
-            body = json.dumps(found, separators=(",", ":")).encode()
-            if wakes[0] == before:
-                encoded[key] = body
-        return body
+    def no_content() -> AnswerResponse:
+        return AnswerResponse(None, 204, stream=answers.stream_header())
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -180,14 +154,14 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
         """Short poll: answer at once, with an empty list when nothing is new."""
         stats.count_request("events")
         params = parse_poll_params(request.query_params, config.hold)
-        body = await events_after(params.last_event_id, params.limit)
-        if body is None:
+        answer = await answers.after(params.last_event_id, params.limit)
+        if answer is None:
             stats.count_empty()
-            return stream_response(b"[]")
-        return stream_response(body)
+            return AnswerResponse(answers.encode(b"[]"))
+        return AnswerResponse(answer)
 
-    async def wait_for_events(params: PollParams, receive: Receive,
-                              claimed_stream: str | None) -> bytes | None:
+    async def wait_for_events(params: PollParams, scope: Scope, receive: Receive,
+                              claimed_stream: str | None) -> Answer | None:
         """The asyncio long poll: the encoded events after the cursor, or None when none came.
 
         Awaits a publish, the hold or a disconnect, without a thread. Both the FastAPI handler
@@ -197,15 +171,15 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
             return None  # its cursor is from before a restart: a 204 now lets it reset
         held_on = log.stream
         woken = waiters.next_publish()  # taken before the read: a publish during it wakes us
-        body = await events_after(params.last_event_id, params.limit)
-        if body is not None or params.timeout <= 0:
-            return body
+        answer = await answers.after(params.last_event_id, params.limit)
+        if answer is not None or params.timeout <= 0:
+            return answer
         loop = asyncio.get_running_loop()
         deadline = loop.time() + params.timeout
         stats.wait_started()
-        gone = asyncio.ensure_future(_client_gone(receive))
+        gone = client_gone(scope, receive)  # done when the client hangs up
         try:
-            while body is None and not closing and (left := deadline - loop.time()) > 0:
+            while answer is None and not closing and (left := deadline - loop.time()) > 0:
                 if before_wait is not None:  # racy_server only: the race, on purpose
                     await before_wait()
                     woken = waiters.next_publish()  # taken *after* an await: a publish is lost
@@ -214,18 +188,18 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
                 if gone.done():
                     break  # nobody is listening: release the waiter now
                 woken = waiters.next_publish()
-                body = await read_again(params)
+                answer = await read_again(params)
                 if log.stream != held_on:  # a broker whose Redis lost the log: a 204 now
                     return None  # carries the new X-Stream-Id, and the client resets
         finally:
             stats.wait_ended()
             gone.cancel()
-        return body
+        return answer
 
-    async def read_again(params: PollParams) -> bytes | None:
+    async def read_again(params: PollParams) -> Answer | None:
         """A held poll's read after a wake-up; a broker that is down keeps it waiting."""
         try:
-            return await events_after(params.last_event_id, params.limit)
+            return await answers.after(params.last_event_id, params.limit)
         except ApiError as exc:
             if exc.status != 503:
                 raise
@@ -236,14 +210,15 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
         """Asyncio long poll: await a publish (or the hold, or a disconnect) without a thread."""
         stats.count_request("poll_for_updates")
         params = parse_poll_params(request.query_params, config.hold)
-        body = await wait_for_events(params, request.receive, request.headers.get(STREAM_HEADER))
-        if body is None:
+        answer = await wait_for_events(params, request.scope, request.receive,
+                                       request.headers.get(STREAM_HEADER))
+        if answer is None:
             stats.count_empty()
-            return stream_response(None, 204)
-        return stream_response(body)
+            return no_content()
+        return AnswerResponse(answer)
 
     if isinstance(app, fast_path.LeanPollingApp):
-        app.lean_poll = fast_path.lean_poll(wait_for_events, stats, config.hold, log.stream)
+        app.lean_poll = fast_path.lean_poll(wait_for_events, stats, config.hold, answers, app)
 
     # The same log and wait, over one long-lived connection: GET /sse and WS /ws.
     streams.add_stream_routes(app, streams.Streams(log, stats, stream_wakeups, config.token,
@@ -280,12 +255,16 @@ def main(argv: list[str] | None = None, *, name: str = NAME,
     at_limit = AtLimit(name)
     app = create_app(config, name=name, before_wait=before_wait, lean=args.lean,
                      budget=budget, at_limit=at_limit)
+    if isinstance(app, ServedByApp):
+        app.served_by_here = False  # uvicorn adds X-Served-By to each response (`headers` below)
     gate = ConnectionGate(budget.connections, app.state.stats, at_limit, config.request_timeout)
     server_config = uvicorn.Config(
         app,
         http=GuardedProtocol.for_gate(gate),  # one per connection; writes each answer once
         ws=args.ws,  # websockets-sansio unless told: docs/streams.md says why
         ws_max_size=64 * 1024,  # a publish frame is small: a 4096-character message fits
+        headers=uvicorn_headers(),
+        proxy_headers=False,  # no proxy's X-Forwarded-* to trust: a middleware less per request
         log_level="info",
         access_log=False,  # an access line per request would cost more than the request
         timeout_graceful_shutdown=1,  # don't let a stuck request delay a stop for long

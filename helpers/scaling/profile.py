@@ -32,7 +32,9 @@ def profile_fan_out(n: int = 2_000, *, lean: bool = False) -> dict[str, Any]:
     the Python time by package. Returns `cpu` (seconds by category: the kernel, the garbage
     collector, then the Python time shared out in cProfile's proportions), `python_shares`
     (those proportions, which do not depend on the OS's 10 ms CPU-time ticks), the fan-out's
-    `max_ms`, and cProfile's `top` functions.
+    `max_ms`, cProfile's `top` functions (by own time) and `top_cumulative` (by time spent in
+    them and in what they called; a coroutine's is the time while it ran, not while it waited),
+    and `pstats`, the file of the whole profile (`pstats.Stats(path)` reads it).
     """
     out = Path(tempfile.mkdtemp(prefix="polling-lab-profile-")) / "profile.jsonl"
     server = Server("asyncio", host="127.0.0.1", port=0, ready_timeout=30.0,
@@ -86,7 +88,9 @@ def profile_fan_out(n: int = 2_000, *, lean: bool = False) -> dict[str, Any]:
             "system_s": plain["system_s"], "gc_s": plain["gc_s"],
             "collections": plain["collections"], "cpu": cpu,
             "python_shares": {group: seconds / total for group, seconds in groups.items()},
-            "top": profiled.get("top", [])}
+            "top": profiled.get("top", []),
+            "top_cumulative": profiled.get("top_cumulative", []),
+            "pstats": str(out) + ".pstats"}
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:

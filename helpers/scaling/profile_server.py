@@ -111,16 +111,20 @@ class Stopwatch:
             groups: dict[str, float] = defaultdict(float)
             functions = []
             raw: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
-            for (filename, line, name), (_, calls, tottime, _, _) in raw.items():
+            for (filename, line, name), (_, calls, tottime, cumtime, _) in raw.items():
                 group = group_of(filename, name, line)
                 groups[group] += tottime
-                functions.append((tottime, calls, group,
+                functions.append((tottime, cumtime, calls, group,
                                   f"{name} ({os.path.basename(filename)}:{line})"
                                   if filename != "~" else name))
-            functions.sort(reverse=True)
             result["groups_s"] = dict(groups)
-            result["top"] = [{"tottime_s": t, "calls": c, "group": g, "function": f}
-                             for t, c, g, f in functions[:15]]
+            result["top"] = [{"tottime_s": t, "cumtime_s": cum, "calls": c, "group": g,
+                              "function": f}
+                             for t, cum, c, g, f in sorted(functions, reverse=True)[:15]]
+            result["top_cumulative"] = [
+                {"cumtime_s": cum, "tottime_s": t, "calls": c, "group": g, "function": f}
+                for t, cum, c, g, f in sorted(functions, key=lambda row: -row[1])[:25]]
+            stats.dump_stats(self.out + ".pstats")  # the whole profile, for pstats or snakeviz
         with open(self.out, "a") as f:
             f.write(json.dumps(result) + "\n")
 

@@ -1,0 +1,100 @@
+"""The asyncio server's waiting pieces on their own: `Waiters.wait`, `servers.hangup`, the
+encoded answers and uvicorn's pipeline list. The live tests in test_fastapi_server.py check
+them together (a publish wakes every poll; a hang-up releases one)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from servers.answers import AnswerResponse, EncodedEvents
+from servers.eventlog import EventLog
+from servers.hangup import HangupWatch, client_gone
+from servers.logs import LocalLog
+from servers.uvicorn_guard import Pipeline
+from servers.waiters import Waiters
+
+
+def test_wait_returns_on_the_publish_and_leaves_no_callback() -> None:
+    async def main() -> None:
+        waiters = Waiters()
+        woken = waiters.next_publish()
+        task = asyncio.ensure_future(waiters.wait(60, woken))
+        await asyncio.sleep(0)
+        assert not task.done()
+        waiters.wake_all()
+        await asyncio.wait_for(task, 5)
+        assert woken.done() and waiters.next_publish() is not woken
+    asyncio.run(main())
+
+
+def test_wait_returns_when_another_future_is_done_or_the_time_is_up() -> None:
+    async def main() -> None:
+        waiters = Waiters()
+        other: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(waiters.wait(60, None, other))
+        await asyncio.sleep(0)
+        other.set_result(None)
+        await asyncio.wait_for(task, 5)
+        await asyncio.wait_for(waiters.wait(0.01), 5)  # nothing published: the timeout ends it
+        assert not waiters.next_publish().done()
+    asyncio.run(main())
+
+
+def test_client_gone_uses_the_servers_extension_without_a_task() -> None:
+    async def main() -> None:
+        watch = HangupWatch()
+
+        async def never() -> dict[str, Any]:
+            raise AssertionError("receive() must not be called when the extension is offered")
+
+        gone = client_gone({"extensions": watch.extensions}, never)
+        assert not isinstance(gone, asyncio.Task) and not gone.done()
+        watch.hung_up()
+        assert gone.done()
+        watch.hung_up()  # a second close, or one with nothing watched, is harmless
+    asyncio.run(main())
+
+
+def test_client_gone_falls_back_to_http_disconnect() -> None:
+    async def main() -> None:
+        messages = [{"type": "http.request", "body": b"", "more_body": False},
+                    {"type": "http.disconnect"}]
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0)
+
+        gone = client_gone({}, receive)
+        await asyncio.wait_for(gone, 5)
+        assert not messages
+    asyncio.run(main())
+
+
+def test_answers_are_encoded_once_until_a_wake_up() -> None:
+    async def main() -> None:
+        log = EventLog()
+        answers = EncodedEvents(LocalLog(log))
+        assert await answers.after(0, 100) is None
+        log.publish("one")
+        first = await answers.after(0, 100)
+        assert first is not None and await answers.after(0, 100) is first
+        assert dict(first.headers)[b"x-stream-id"] == log.stream.encode()
+        assert dict(first.headers)[b"content-length"] == str(len(first.body)).encode()
+        answers.forget()
+        log.publish("two")
+        second = await answers.after(0, 100)
+        assert second is not None and second is not first and b"two" in second.body
+        response = AnswerResponse(second)
+        assert response.body == second.body and response.raw_headers == second.headers
+        assert response.raw_headers is not second.headers  # a copy: the answer stays shared
+        empty = AnswerResponse(None, 204, stream=answers.stream_header())
+        assert empty.body == b"" and empty.raw_headers == [answers.stream_header()]
+    asyncio.run(main())
+
+
+def test_pipeline_list_is_first_in_first_out_like_uvicorns_deque() -> None:
+    pipeline = Pipeline()
+    assert not pipeline
+    pipeline.appendleft("first")
+    pipeline.appendleft("second")
+    assert pipeline.pop() == "first" and pipeline.pop() == "second" and not pipeline
