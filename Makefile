@@ -30,8 +30,15 @@ lint: $(DEV)
 	$(BIN)/ruff check servers helpers tests bench
 	$(BIN)/mypy
 
+## make unit: every test but the browser's. Tests run in PYTEST_WORKERS processes (pytest-xdist):
+## alone, the suite keeps about half of one core busy (it waits on held polls, restarts and
+## timeouts), so 4 workers fill 2 cores. Tests marked `serial` assert a timing or a limit that
+## the other workers' load could break; they run afterwards, one at a time. PYTEST_WORKERS=0
+## runs everything in this one process, as a bare `pytest tests` does.
+PYTEST_WORKERS ?= 4
 unit: $(DEV)
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests -n $(PYTEST_WORKERS) --dist worksteal -m 'not browser and not serial'
+	$(BIN)/pytest tests -m 'serial and not browser'
 
 ## make notebooks: every notebook under nbval, top to bottom, each exercise's solution run against
 ## its own check (copies in build/notebooks; a learner's Run All never runs a solution)

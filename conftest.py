@@ -6,6 +6,7 @@ import os
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,11 +44,22 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run if a test or a notebook left a bundled server running."""
+    """Fail the run if a test or a notebook left a bundled server running.
+
+    Under pytest-xdist each worker has a tag of its own (it imports this module afresh) and
+    checks its own servers here, before its exit would stop them through their atexit handler.
+    A worker's exit status does not fail an xdist run, so it hands what it found to the
+    controlling process (`pytest_testnodedown` below), which fails the run.
+    """
     before = session.config.stash.get(_BEFORE, set())
     deadline = time.monotonic() + 5  # a stopped kernel's servers get SIGTERM, then exit
     while (left := bundled_server_pids() - before) and time.monotonic() < deadline:
         time.sleep(0.1)
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker
+        workeroutput[_LEFT_KEY] = sorted(left)
+        return
+    left |= set(session.config.stash.get(_WORKERS_LEFT, []))
     if left:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
@@ -56,4 +68,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook, in the controlling process
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """Collect the servers a finished xdist worker found left running."""
+    left = getattr(node, "workeroutput", {}).get(_LEFT_KEY, [])
+    node.config.stash.setdefault(_WORKERS_LEFT, []).extend(left)
+
+
 _BEFORE = pytest.StashKey[set[int]]()
+_WORKERS_LEFT = pytest.StashKey[list[int]]()
+_LEFT_KEY = "polling_lab_servers_left_running"

@@ -100,6 +100,7 @@ def test_help_names_every_option_and_exits_0() -> None:
 # --- live: real servers ---------------------------------------------------------------------
 
 
+@pytest.mark.serial
 @pytest.mark.live
 def test_cli_runs_every_lane_and_writes_results_and_report(tmp_path: Path) -> None:
     out = tmp_path / "run"

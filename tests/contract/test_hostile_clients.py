@@ -159,6 +159,7 @@ def _health_until(url: str, done: threading.Event, seen: list[tuple[str, float]]
         done.wait(0.1)
 
 
+@pytest.mark.serial
 @pytest.mark.live
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["asyncio", "naive"])
@@ -244,6 +245,7 @@ def _trickle(port: int, data: bytes, gap: float, results: list[tuple[float, byte
     results.append((time.monotonic() - started, answer))
 
 
+@pytest.mark.serial
 @pytest.mark.live
 @pytest.mark.parametrize("kind", ["asyncio", "naive"])
 def test_slow_incomplete_requests_are_closed_after_the_request_timeout(
@@ -338,6 +340,7 @@ CHUNKED_PUBLISH = (b"POST /trigger_event HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                    b"Connection: close\r\n\r\n")
 
 
+@pytest.mark.serial
 @pytest.mark.live
 @pytest.mark.parametrize("kind", ["asyncio", "naive"])
 def test_a_chunked_body_is_read_whole_and_a_trickled_one_is_cut(

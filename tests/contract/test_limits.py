@@ -28,6 +28,7 @@ def json_error(reply: Reply, status: int, code: str) -> dict[str, Any]:
 # --- held polls ---------------------------------------------------------------------------------
 
 
+@pytest.mark.serial
 @pytest.mark.live
 @pytest.mark.parametrize("kind", ["asyncio", "lean", "naive"])
 def test_polls_beyond_the_limit_get_503_and_health_stays_quick(

@@ -288,6 +288,7 @@ def test_clients_refuse_impossible_settings() -> None:
         LongPollClient("http://127.0.0.1:1", hold=301)
 
 
+@pytest.mark.serial
 @pytest.mark.live
 @pytest.mark.parametrize(
     ("kind", "options"),

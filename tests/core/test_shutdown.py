@@ -45,6 +45,7 @@ def stop_while_held(server: Server, stop: Callable[[], None]
     return held, next_sent
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("kind", ["asyncio", "lean", "naive"])
 def test_stop_answers_every_held_poll_with_204_within_a_second(
         kind: str, launched: Callable[..., Server]) -> None:

@@ -326,6 +326,7 @@ def test_fault_panel_start_trigger_stop_as_a_learner_clicks_them(
     panel.close()
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 def test_full_jitter_spreads_the_reconnect_storm(launched: Callable[..., Server]) -> None:
     server = launched("asyncio", hold=30)

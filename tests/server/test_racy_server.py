@@ -40,6 +40,7 @@ def poll_then_trigger(server: Server, pool: ThreadPoolExecutor) -> tuple[int, fl
     return response.status_code, latency
 
 
+@pytest.mark.serial
 @pytest.mark.live
 def test_racy_server_misses_a_wake_up_that_the_asyncio_server_delivers(
     launched: Callable[..., Server], asyncio_server: Server, pool: ThreadPoolExecutor

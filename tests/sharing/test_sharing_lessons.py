@@ -101,6 +101,7 @@ def test_a_redis_crash_keeps_the_log_only_with_aof() -> None:
     assert none.first_id_after == 1 and none.client_stream_resets >= 1, none
 
 
+@pytest.mark.serial
 def test_the_gateway_guards_publishes_and_limits_requests() -> None:
     with launch("asyncio") as server:
         guards = gateway_guards([server], rate_limit=20, burst=50, poll_s=2.0)
