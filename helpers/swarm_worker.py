@@ -39,7 +39,7 @@ Place = tuple[int, "str | None"]
 
 @dataclass
 class Batch:
-    """What the child's clients did since the previous batch."""
+    """What a swarm's clients did since the previous batch."""
 
     counts: dict[str, int] = field(default_factory=dict)  # counter method name -> calls
     calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)  # in order
@@ -74,7 +74,7 @@ class RecordingMetrics(Metrics):
         with self._kept:
             self._calls.append((name, args))
 
-    # Only what a client calls is kept; the child never reads its own figures.
+    # Only what a client calls is kept; the host never reads its own figures.
     def count_request(self) -> None:
         self._count("count_request")
 
@@ -104,7 +104,7 @@ class RecordingMetrics(Metrics):
 
 
 def replay(batch: Batch, metrics: Metrics) -> None:
-    """Make the same calls on the kernel's `metrics` that the child's clients made."""
+    """Make the same calls on the kernel's `metrics` that the host's clients made."""
     for name, times in batch.counts.items():
         count = getattr(metrics, name)
         for _ in range(times):
@@ -114,7 +114,7 @@ def replay(batch: Batch, metrics: Metrics) -> None:
 
 
 class Reporter:
-    """Turns what the child's engine did into batches: only what changed since the last one."""
+    """Turns what one swarm's engine did into batches: only what changed since the last one."""
 
     def __init__(self, engine: SwarmEngine, metrics: RecordingMetrics) -> None:
         self.engine = engine
