@@ -34,7 +34,7 @@ from helpers import swarm_worker
 from helpers.kinds import Strategy as Strategy  # re-exported: helpers.lanes imports it from here
 from helpers.launcher import PROJECT_ROOT, default_log_dir, raise_open_file_limit
 from helpers.metrics import Metrics
-from helpers.processes import cpu_seconds
+from helpers.processes import cpu_seconds, kill_process_group
 from helpers.swarm_engine import Attempt as Attempt
 from helpers.swarm_engine import Backoff as Backoff
 from helpers.swarm_engine import SwarmEngine
@@ -89,8 +89,7 @@ class SwarmHost:
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout)
+            kill_process_group(self.process)
         # Only now: closing a pipe that the reader thread is blocked on would not wake it.
         self._conn.close()
 
