@@ -32,7 +32,7 @@ from typing import Any
 
 from helpers import swarm_worker
 from helpers.kinds import Strategy as Strategy  # re-exported: helpers.lanes imports it from here
-from helpers.launcher import PROJECT_ROOT, default_log_dir, raise_open_file_limit
+from helpers.launcher import PROJECT_ROOT, default_log_dir
 from helpers.metrics import Metrics
 from helpers.processes import cpu_seconds, kill_process_group
 from helpers.swarm_engine import Attempt as Attempt
@@ -46,7 +46,6 @@ class SwarmHost:
     """The one process, per kernel, where every swarm's clients run; `pid` is its pid."""
 
     def __init__(self) -> None:
-        raise_open_file_limit()  # the host inherits it: one socket per simulated client
         ours, theirs = multiprocessing.Pipe()
         path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
         #: What the host prints (a traceback, if it has a bug) goes here, never into a cell.
