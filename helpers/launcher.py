@@ -371,10 +371,17 @@ def launch(kind: str = "asyncio", *, host: str = "127.0.0.1", port: int = 0,
     Raises ServerNotReady, with the tail of the server's log, if the server exits or does not
     answer within `ready_timeout` seconds.
     """
-    server = Server(kind, host=host, port=port, ready_timeout=ready_timeout,
-                    log_dir=Path(log_dir) if log_dir else default_log_dir(), options=options)
+    server = _server(kind, host=host, port=port, ready_timeout=ready_timeout, log_dir=log_dir,
+                     **options)
     server.start()
     return server
+
+
+def _server(kind: str, *, host: str = "127.0.0.1", port: int = 0, ready_timeout: float = 20.0,
+            log_dir: str | Path | None = None, **options: Any) -> Server:
+    """The Server `launch(kind, ...)` would start, not yet started."""
+    return Server(kind, host=host, port=port, ready_timeout=ready_timeout,
+                  log_dir=Path(log_dir) if log_dir else default_log_dir(), options=options)
 
 
 def launch_all(plans: Sequence[tuple[str, Mapping[str, Any]]], *,
@@ -386,14 +393,10 @@ def launch_all(plans: Sequence[tuple[str, Mapping[str, Any]]], *,
     `launch`), then awaited together, so starting n servers takes about as long as the slowest
     one instead of the sum. Raises ServerNotReady like `launch`; every server is stopped then.
     """
-    folder = Path(log_dir) if log_dir else default_log_dir()
     servers: list[Server] = []
     try:
         for kind, options in plans:
-            server = Server(kind, host=str(options.get("host", "127.0.0.1")),
-                            port=int(options.get("port", 0)), ready_timeout=ready_timeout,
-                            log_dir=folder,
-                            options={k: v for k, v in options.items() if k not in ("host", "port")})
+            server = _server(kind, ready_timeout=ready_timeout, log_dir=log_dir, **options)
             servers.append(server)
             server.spawn()
         for server in servers:
