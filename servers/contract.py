@@ -58,6 +58,10 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         return {"error": self.code, "detail": self.detail, **self.extra}
 
+    def json_bytes(self) -> bytes:
+        """`body()` as compact JSON, for answers sent below the framework."""
+        return json.dumps(self.body(), ensure_ascii=False, separators=(",", ":")).encode()
+
 
 def health(name: str, stream: str) -> dict[str, Any]:
     """The body of `GET /health`: the launcher polls it until the server answers.
@@ -264,7 +268,7 @@ def raw_response(error: ApiError) -> bytes:
     For the answers a server gives below its framework, from the HTTP connection itself (a
     request that never completed, one the parser refused), so that they too are the API's JSON.
     """
-    body = json.dumps(error.body(), ensure_ascii=False, separators=(",", ":")).encode()
+    body = error.json_bytes()
     lines = [f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}",
              "Content-Type: application/json", f"Content-Length: {len(body)}",
              "Connection: close", f"{SERVED_BY_HEADER}: {served_by()}",

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -64,8 +63,7 @@ def lean_poll(wait_for_events: WaitForEvents, stats: Stats, hold: float,
             answer = await wait_for_events(poll_params(scope, hold), scope, receive,
                                            claimed(scope))
         except ApiError as exc:
-            error = answers.encode(json.dumps(exc.body(), ensure_ascii=False,
-                                              separators=(",", ":")).encode())
+            error = answers.encode(exc.json_bytes())
             extra = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
             if exc.close_connection:
                 extra.append((b"connection", b"close"))
