@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import errno
 import socket
 import ssl
@@ -35,6 +34,7 @@ from servers import fast_path
 from servers.contract import raw_response, request_timeout, unreadable_request
 from servers.hangup import HangupWatch
 from servers.limits import AtLimit
+from servers.slim import slim_connection, slim_cycle
 from servers.stats import Stats
 
 #: accept() errors that mean "no descriptors or memory for one more connection right now"
@@ -162,14 +162,6 @@ class ConnectionGate:
             self.closed()
 
 
-class Pipeline(list[Any]):
-    """What uvicorn asks of its pipeline deque (`appendleft`, `pop`, truth), as a list: an empty
-    list is 56 bytes. Pipelined requests are rare and few, so inserting at 0 costs nothing."""
-
-    def appendleft(self, item: Any) -> None:
-        self.insert(0, item)
-
-
 class GuardedProtocol(fast_path.OneWritePerResponse):
     """uvicorn's HTTP protocol, guarded; `for_gate` makes the subclass one server uses."""
 
@@ -179,10 +171,6 @@ class GuardedProtocol(fast_path.OneWritePerResponse):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.hangup = HangupWatch()
-        if isinstance(getattr(self, "pipeline", None), collections.deque):
-            # uvicorn's queue of pipelined requests: an empty deque is ~560 bytes per
-            # connection (tracemalloc, docs/benchmarks.md), and it is nearly always empty.
-            self.pipeline = Pipeline()
 
     @classmethod
     def for_gate(cls, gate: ConnectionGate) -> type[GuardedProtocol]:
@@ -191,6 +179,7 @@ class GuardedProtocol(fast_path.OneWritePerResponse):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.gate.opened()
         super().connection_made(transport)
+        slim_connection(self)  # smaller empty pipeline and flow-control event (servers.slim)
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -206,6 +195,7 @@ class GuardedProtocol(fast_path.OneWritePerResponse):
         if "extensions" not in scope:
             scope["extensions"] = self.hangup.extensions
         super().on_headers_complete()
+        slim_cycle(self.cycle)  # the request's message event, before its ASGI task runs
 
     def data_received(self, data: bytes) -> None:
         if self._deadline is None and self._idle():

@@ -1,17 +1,20 @@
 """The asyncio server's waiting pieces on their own: `Waiters.wait`, `servers.hangup`, the
-encoded answers and uvicorn's pipeline list. The live tests in test_fastapi_server.py check
-them together (a publish wakes every poll; a hang-up releases one)."""
+encoded answers, and `servers.slim`'s smaller stand-ins for uvicorn's objects. The live tests
+in test_fastapi_server.py check them together (a publish wakes every poll; a hang-up releases
+one)."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
+from types import SimpleNamespace
 from typing import Any
 
 from servers.answers import AnswerResponse, EncodedEvents
 from servers.eventlog import EventLog
 from servers.hangup import HangupWatch, client_gone
 from servers.logs import LocalLog
-from servers.uvicorn_guard import Pipeline
+from servers.slim import LazyEvent, Pipeline, slim_connection, slim_cycle
 from servers.waiters import Waiters
 
 
@@ -98,3 +101,47 @@ def test_pipeline_list_is_first_in_first_out_like_uvicorns_deque() -> None:
     pipeline.appendleft("first")
     pipeline.appendleft("second")
     assert pipeline.pop() == "first" and pipeline.pop() == "second" and not pipeline
+
+
+def test_lazy_event_wakes_every_waiter_as_asyncio_event_does() -> None:
+    async def main() -> None:
+        event = LazyEvent()
+        assert not event.is_set() and event._waiters is None  # nothing made until a wait
+        first, second = (asyncio.ensure_future(event.wait()) for _ in range(2))
+        await asyncio.sleep(0)
+        assert not first.done() and not second.done()
+        event.set()
+        assert await asyncio.wait_for(asyncio.gather(first, second), 5) == [True, True]
+        assert event.is_set() and await event.wait() is True  # set: returns at once
+        event.clear()
+        third = asyncio.ensure_future(event.wait())
+        await asyncio.sleep(0.01)
+        assert not third.done()  # cleared: waits again
+        third.cancel()
+        await asyncio.gather(third, return_exceptions=True)
+        assert not event._waiters  # a cancelled waiter leaves nothing behind
+        event.set()
+    asyncio.run(main())
+
+
+def test_slim_swaps_only_the_objects_it_knows() -> None:
+    async def main() -> None:
+        writable = asyncio.Event()
+        writable.set()
+        protocol = SimpleNamespace(pipeline=collections.deque(),
+                                   flow=SimpleNamespace(_is_writable_event=writable))
+        slim_connection(protocol)
+        assert isinstance(protocol.pipeline, Pipeline)
+        assert isinstance(protocol.flow._is_writable_event, LazyEvent)
+        assert protocol.flow._is_writable_event.is_set()  # its state is kept
+        cycle = SimpleNamespace(message_event=asyncio.Event())
+        slim_cycle(cycle)
+        assert isinstance(cycle.message_event, LazyEvent)
+
+        busy = SimpleNamespace(pipeline=collections.deque(["queued"]), flow=None)
+        slim_connection(busy)  # a queue in use, and no flow control: left as they are
+        assert list(busy.pipeline) == ["queued"] and busy.flow is None
+        custom = SimpleNamespace(message_event="not an asyncio.Event")
+        slim_cycle(custom)
+        assert custom.message_event == "not an asyncio.Event"
+    asyncio.run(main())
