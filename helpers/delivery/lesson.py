@@ -18,6 +18,7 @@ from websockets.sync.client import connect
 
 from helpers.clients import LongPollClient, PollClient
 from helpers.delivery.wire import WireCounter
+from helpers.errors import PollingLabError
 from helpers.launcher import Server, launch, launch_all
 from helpers.metrics import Metrics
 from helpers.sse import SSEParser
@@ -28,6 +29,7 @@ Style = Literal["long", "sse", "ws"]
 STYLES: tuple[Style, ...] = ("long", "sse", "ws")
 TITLES: dict[Style, str] = {"long": "long polling", "sse": "SSE", "ws": "WebSocket"}
 IDLE_S = 1.0  # how long connection_costs watches the server's CPU with nothing happening
+CROWD_S = 60.0  # how long connection_costs waits for its whole crowd to connect
 HOLD_S = 30.0  # the long-poll clients' hold: longer than any run, so no 204 muddies a count
 
 
@@ -182,8 +184,15 @@ def _costs(server: Server, style: Style, connections: int, events: int,
     crowd = Swarm(server.url, connections, style, hold=HOLD_S, metrics=metrics,
                   last_event_id=start).start()
     counter = "waiting" if style == "long" else "streams"
-    wait_until(lambda: server.stats()[counter] >= connections, 30)
     try:
+        if not wait_until(lambda: server.stats()[counter] >= connections, CROWD_S):
+            # Costs per connection of a crowd still connecting would be neither: say so instead.
+            m = metrics.summary()
+            raise PollingLabError(
+                f"only {server.stats()[counter]} of {connections} {style} connections were open "
+                f"after {CROWD_S:g} s ({m['errors']} connection errors; last: {m['last_error']}). "
+                "The machine is probably busy: close other notebooks or jobs and run this "
+                "cell again, or ask for fewer connections.")
         time.sleep(0.3)  # let the server settle before reading its memory
         held = server.stats()
         idle_from, idle_cpu = time.monotonic(), server.cpu_seconds()
