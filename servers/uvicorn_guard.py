@@ -15,7 +15,8 @@
   complete after `--request-timeout` with a JSON 408 (a held poll is complete: it is never
   cut), and answers a request its parser refuses with the API's JSON 400, not plain text. A
   connection upgraded to a WebSocket leaves this protocol for uvicorn's WebSocket one: its
-  request is complete, so the timeout is off, and the gate still hears when it closes.
+  request is complete, so the timeout is off, and the gate still hears when it closes. It
+  also swaps `servers.slim`'s smaller stand-ins into uvicorn's connection and request objects.
 * `GuardedServer` runs the gate, and stops it first when the server stops.
 """
 
