@@ -59,7 +59,9 @@ def test_in_memory_servers_behind_the_gateway_lose_and_repeat_events() -> None:
     with launch_cluster(3) as memory:
         tally = lost_event_bug(memory, clients=10, events=12)
     assert tally.published == 12 and len(tally.by_server) == 3, tally
-    assert tally.complete == 0 and tally.lost + tally.duplicates > 0, tally
+    # Most clients miss or repeat something; not all: under load (a make test beside it) one
+    # client of 10 once had its polls reach the servers in an order that gave it all 12 once.
+    assert tally.complete < tally.clients / 2 and tally.lost + tally.duplicates > 0, tally
     assert tally.stream_resets > 0, tally
 
 
