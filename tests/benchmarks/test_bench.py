@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Coroutine
@@ -155,3 +156,19 @@ def test_the_command_line_runs_a_scenario_and_skips_a_missing_nchan(tmp_path: Pa
     assert [r["server"] for r in results["latency"]] == ["fastapi --lean"]
     assert results["latency"][0]["events"] == 30
     assert "## 2 · Delivery latency, one subscriber" in written[1].read_text()
+
+
+@pytest.mark.live
+def test_a_timeout_inside_a_measurement_is_not_blamed_on_its_budget() -> None:
+    from bench.runner import Bench, Options, Progress
+
+    async def one_reply_too_slow(peer: Any) -> dict[str, Any]:
+        await asyncio.wait_for(asyncio.sleep(5), 0.1)  # one request's own, short timeout
+        return {}
+
+    bench = Bench(Options(nchan=False), Progress())
+    assert run(bench.measure("fanout", "fastapi --lean", "N=1", 0, 60, one_reply_too_slow)) is None
+    [skipped] = bench.results["skipped"]
+    assert re.match(r"a wait inside it timed out after \d+ s \(in one_reply_too_slow\)",
+                    skipped["reason"]), skipped
+    assert "did not finish" not in skipped["reason"], skipped
