@@ -25,7 +25,7 @@ from helpers.clients import LongPollClient, ShortPollClient, backoff_delay
 from helpers.env import check_environment
 from helpers.errors import PollError, PollingLabError, ServerNotReady, ServerUnavailable
 from helpers.exercises import check, check_client
-from helpers.experiment import Experiment, Settings, headless, measure
+from helpers.experiment import Experiment, Settings, headless, measure, wait_until
 from helpers.launcher import Server, launch
 from helpers.metrics import Metrics
 from helpers.notebook import clean_up, show_code
@@ -70,6 +70,7 @@ __all__ = [
     "measure",
     "redis_available",
     "show_code",
+    "wait_until",
 ]
 
 

@@ -32,6 +32,21 @@ def headless() -> bool:
     return os.environ.get("POLLING_LAB_HEADLESS") == "1"
 
 
+def wait_until(predicate: Callable[[], object], timeout: float = 5.0,
+               interval: float = 0.01) -> bool:
+    """Check `predicate` every `interval` seconds until it is true (True) or `timeout` seconds
+    have passed (False). A cell waits for what it is about to count, never a fixed time:
+
+        wait_until(lambda: server.stats()["waiting"] >= 100, timeout=10)
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
 def unattended() -> bool:
     """True when nobody is watching the notebook (under nbval), so its last cell may stop
     everything; false in JupyterLab, the browser test's included, where panels must stay live.

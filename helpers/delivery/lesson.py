@@ -19,6 +19,7 @@ from websockets.sync.client import connect
 from helpers.clients import LongPollClient, PollClient
 from helpers.delivery.wire import WireCounter
 from helpers.errors import PollingLabError
+from helpers.experiment import wait_until
 from helpers.launcher import Server, launch, launch_all
 from helpers.metrics import Metrics
 from helpers.sse import SSEParser
@@ -40,15 +41,6 @@ def client_for(style: Style, url: str, **options: Any) -> LongPollClient | Strea
     if style == "sse":
         return SSEClient(url, **options)
     return WebSocketClient(url, **options)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def publish_at(server: Server, rate: float, count: int) -> None:

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from helpers.delivery.lesson import TITLES, Style, caught_up, client_for, publish_at, wait_until
+from helpers.delivery.lesson import TITLES, Style, caught_up, client_for, publish_at
+from helpers.experiment import wait_until
 from helpers.launcher import Server, launch_all
 from helpers.metrics import Metrics, percentile
 

@@ -18,7 +18,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from helpers.clients import LongPollClient
-from helpers.delivery.lesson import wait_until
+from helpers.experiment import wait_until
 from helpers.http import session_for
 from helpers.launcher import Server
 from helpers.streams import SSEClient, StreamClient, WebSocketClient

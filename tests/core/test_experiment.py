@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from helpers import Experiment, Server, Settings, headless, measure
+from helpers import Experiment, Server, Settings, headless, measure, wait_until
 from helpers.experiment import auto_trigger
 
 
@@ -19,6 +19,21 @@ def test_settings_validate_once() -> None:
         Settings(interval=0)
     with pytest.raises(ValueError):
         Settings(clients=0)
+
+
+def test_wait_until_returns_as_soon_as_the_condition_holds() -> None:
+    ready_at = time.monotonic() + 0.05
+    began = time.monotonic()
+    assert wait_until(lambda: time.monotonic() >= ready_at, timeout=5)
+    assert time.monotonic() - began < 4  # it did not sit out its timeout
+
+
+def test_wait_until_gives_up_after_its_timeout() -> None:
+    calls: list[float] = []
+    began = time.monotonic()
+    assert not wait_until(lambda: calls.append(time.monotonic()), timeout=0.1, interval=0.02)
+    assert time.monotonic() - began >= 0.1
+    assert len(calls) >= 2  # it checked again, not just once
 
 
 def test_headless_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

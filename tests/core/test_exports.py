@@ -36,6 +36,7 @@ EXPECTED = [
     "measure",
     "redis_available",
     "show_code",
+    "wait_until",
 ]
 
 
