@@ -41,19 +41,23 @@ unit: $(DEV)
 	$(BIN)/pytest tests -m 'serial and not browser'
 
 ## make notebooks: every notebook under nbval, top to bottom, each exercise's solution run against
-## its own check (copies in build/notebooks; a learner's Run All never runs a solution)
+## its own check (copies in build/notebooks; a learner's Run All never runs a solution). Two
+## notebooks run at a time, each whole in one worker (--dist loadfile): a kernel mostly waits on
+## held polls, restarts and timeouts, and every lesson's margin holds with one neighbour.
 notebooks: $(DEV)
 	$(BIN)/python tests/notebooks/solve.py notebooks build/notebooks
-	$(BIN)/pytest --nbval-lax --nbval-current-env -p no:cacheprovider build/notebooks
+	$(BIN)/pytest --nbval-lax --nbval-current-env -p no:cacheprovider -n 2 --dist loadfile build/notebooks
 
 ## make test-slow: only the tests marked slow (faults, reconnect storms); `make test` runs them too
 test-slow: $(DEV)
 	$(BIN)/pytest tests -m slow --durations=0
 
 ## make test-browser: Run All, then every panel, in every notebook from 01 on, in JupyterLab in headless Chromium (Debian's
-## /usr/bin/chromium, or POLLING_LAB_CHROMIUM); screenshots go to results/screenshots/
+## /usr/bin/chromium, or POLLING_LAB_CHROMIUM); screenshots go to results/screenshots/. Its two
+## lanes of notebooks, each with a JupyterLab of its own, run side by side (see LANE in
+## tests/browser/test_jupyterlab.py); -rP prints how long each step of each notebook took.
 test-browser: $(DEV)
-	$(BIN)/pytest tests/browser -m browser -p no:cacheprovider --durations=0
+	$(BIN)/pytest tests/browser -m browser -p no:cacheprovider -n 2 --dist loadscope -rP --durations=0
 
 ## make bench: set up, then measure how many waiting clients each server holds and how fast one
 ## event reaches them, against Nchan (nginx) as the production reference. Takes about 5 minutes;

@@ -27,7 +27,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
 SCREENSHOTS = ROOT / "results" / "screenshots"
-LAB_LOG = ROOT / "results" / "browser-jupyterlab.log"
+LAB_LOGS = ROOT / "results"  # browser-jupyterlab-<lane>.log: one lab, and one log, per lane
 CHROMIUM = Path(os.environ.get("POLLING_LAB_CHROMIUM", "/usr/bin/chromium"))
 # --disable-background-networking and friends: without them this Chromium's own connections
 # (and then the page's) get refused on a machine without internet access.
@@ -35,8 +35,9 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-#: The whole browser test (JupyterLab start, every notebook, shutdown) must fit in this.
-BUDGET_S = 900.0  # about 5 minutes here; the rest is headroom for a loaded machine
+#: Every lane one pytest process runs must fit in this: here both lanes, one after the other,
+#: take about 8 minutes, and one lane beside another about 6.
+BUDGET_S = 900.0
 
 #: User settings for the throwaway settings dir. No news or update pop-ups (they would cover
 #: the screenshots and make requests to the internet). No windowing, so that every cell is in
@@ -188,10 +189,13 @@ def budget() -> Budget:
     return Budget(BUDGET_S)
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory, budget: Budget) -> Iterator[Lab]:
-    """JupyterLab on a free loopback port, serving copies of notebooks/*.ipynb."""
-    base = tmp_path_factory.mktemp("jupyterlab")
+@pytest.fixture(scope="class")
+def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+        budget: Budget) -> Iterator[Lab]:
+    """JupyterLab on a free loopback port, serving copies of notebooks/*.ipynb: one for each
+    lane of notebooks (a test class with a LANE), which its last test stops."""
+    lane = getattr(request.cls, "LANE", "all")
+    base = tmp_path_factory.mktemp(f"jupyterlab-{lane}")
     work = base / "notebooks"
     work.mkdir()
     for notebook in NOTEBOOK_DIR.glob("*.ipynb"):
@@ -240,8 +244,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory, budget: Budget) -> Iterator[La
         yield running
     finally:
         running.stop()
-        LAB_LOG.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(log_path, LAB_LOG)  # next to the screenshots, for CI's artifacts
+        LAB_LOGS.mkdir(parents=True, exist_ok=True)  # next to the screenshots, for CI's artifacts
+        shutil.copyfile(log_path, LAB_LOGS / f"browser-jupyterlab-{lane}.log")
 
 
 class Chromium:

@@ -27,6 +27,12 @@ pytestmark = pytest.mark.browser
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = sorted(p.name for p in NOTEBOOK_DIR.glob("0[1-9]_*.ipynb"))  # every one with a panel
+# Two lanes of notebooks, classes TestLaneA and TestLaneB, each with a JupyterLab of its own that
+# its last test stops. `make test-browser` runs them side by side (pytest-xdist, -n 2 --dist
+# loadscope, which keeps a class in one worker, in order): a notebook's kernel mostly waits on
+# held polls and timers, so two fit on 2 cores. Snake order (a b b a a b b a) balances the lanes,
+# since later notebooks take longer. Without xdist, the lanes run one after the other.
+LANE = {name: "b" if i % 4 in (1, 2) else "a" for i, name in enumerate(NOTEBOOKS)}
 RUN_TIMEOUT_S = 240.0  # one notebook's cells, headless; they take 30-70 s here
 CLICKS = 3
 TRIGGER = re.compile(r"^\s*(Trigger event|Trigger 1)\s*$")  # Panel's, and ComparePanel's
@@ -248,8 +254,14 @@ class NotebookPage:
                              20, f"the kernel of {self.name} to shut down")
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_run_all_leaves_every_panel_live(
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each lane's class runs its own notebooks."""
+    if "name" in metafunc.fixturenames:
+        lane = metafunc.cls.LANE if metafunc.cls else None
+        metafunc.parametrize("name", [n for n in NOTEBOOKS if lane in (None, LANE[n])])
+
+
+def run_all_leaves_every_panel_live(
         name: str, lab: Lab, browser: Chromium, budget: Budget, screenshots: Path) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(budget.left(30) * 1000)
@@ -258,17 +270,27 @@ def test_run_all_leaves_every_panel_live(
     for old in (shot, shot.with_name(f"{shot.stem}-failed.png")):
         old.unlink(missing_ok=True)
     started = time.monotonic()
+    phases: dict[str, float] = {}
+
+    def phase(name: str) -> None:  # how long each step took, printed with the total
+        phases[name] = time.monotonic() - started - sum(phases.values())
+
     try:
         notebook.open()
+        phase("open")
         notebook.menu("Run", "Run All Cells")
         notebook.wait_until_run(range(len(notebook.cells)), "Run > Run All Cells")
+        phase("run all")
         notebook.no_check_passed()
         assert notebook.use_panels() >= 1
+        phase("panels")
         notebook.no_popups()
         notebook.screenshot(shot)
+        phase("screenshot")
         notebook.check_saved()
         assert not notebook.page_errors, f"JavaScript errors: {notebook.page_errors}"
         notebook.close_and_shut_down()
+        phase("save and shut down")
     except BaseException:
         try:
             notebook.screenshot(shot.with_name(f"{shot.stem}-failed.png"))
@@ -278,16 +300,37 @@ def test_run_all_leaves_every_panel_live(
     finally:
         page.close()
         lab.shut_down_session(name)  # after a failure, don't leave its kernel running
-        print(f"{name}: {time.monotonic() - started:.0f} s in the browser")
+        steps = ", ".join(f"{step} {seconds:.0f} s" for step, seconds in phases.items())
+        print(f"{name}: {time.monotonic() - started:.0f} s in the browser ({steps})")
 
 
-def test_jupyterlab_stops_leaving_no_server(
+def jupyterlab_stops_leaving_no_server(
         lab: Lab, budget: Budget, bundled_server_pids: Callable[[], set[int]]) -> None:
-    """Shut JupyterLab down (by its process group); no server its kernels launched survives,
-    and no kernel either."""
     lab.stop()
     assert lab.process.returncode is not None
     budget.wait_for(lambda: not lab.started_by_us(bundled_server_pids()), 10,
                     "every server the notebooks' kernels launched to exit")
     everything = {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()}
     assert not lab.started_by_us(everything), "processes of the lab's kernels are still running"
+
+
+class TestLaneA:
+    """Lane a's notebooks (see LANE) in one JupyterLab, which is then shut down."""
+
+    LANE = "a"
+
+    def test_run_all_leaves_every_panel_live(self, name: str, lab: Lab, browser: Chromium,
+                                             budget: Budget, screenshots: Path) -> None:
+        run_all_leaves_every_panel_live(name, lab, browser, budget, screenshots)
+
+    def test_jupyterlab_stops_leaving_no_server(
+            self, lab: Lab, budget: Budget, bundled_server_pids: Callable[[], set[int]]) -> None:
+        """Shut the lane's JupyterLab down (by its process group): no server its kernels
+        launched survives, and no kernel either."""
+        jupyterlab_stops_leaving_no_server(lab, budget, bundled_server_pids)
+
+
+class TestLaneB(TestLaneA):
+    """Lane b's notebooks, the same way, in a JupyterLab of their own."""
+
+    LANE = "b"
