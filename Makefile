@@ -43,7 +43,7 @@ unit: $(DEV)
 ## make notebooks: every notebook under nbval, top to bottom, each exercise's solution run against
 ## its own check (copies in build/notebooks; a learner's Run All never runs a solution). Two
 ## notebooks run at a time, each whole in one worker (--dist loadfile): a kernel mostly waits on
-## held polls, restarts and timeouts, and every lesson's margin holds with one neighbour.
+## held polls, restarts and timeouts, and every lesson's margin held with one neighbour in 6 runs.
 notebooks: $(DEV)
 	$(BIN)/python tests/notebooks/solve.py notebooks build/notebooks
 	$(BIN)/pytest --nbval-lax --nbval-current-env -p no:cacheprovider -n 2 --dist loadfile build/notebooks
