@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import helpers
 from helpers import Server, launch
 from servers import fastapi_server, flask_server
 from servers.startup import ServerConfig
@@ -138,12 +138,9 @@ def pool() -> Iterator[ThreadPoolExecutor]:
 
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str = "condition",
                *, interval: float = 0.01) -> None:
-    """Poll `predicate` every `interval` s until it is true; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+    """helpers.wait_until, failing the test with `what` after `timeout` s."""
+    if not helpers.wait_until(predicate, timeout, interval):
+        pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
 
 
 @pytest.fixture

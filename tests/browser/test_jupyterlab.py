@@ -257,61 +257,7 @@ class NotebookPage:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Each lane's class runs its own notebooks."""
     if "name" in metafunc.fixturenames:
-        lane = metafunc.cls.LANE if metafunc.cls else None
-        metafunc.parametrize("name", [n for n in NOTEBOOKS if lane in (None, LANE[n])])
-
-
-def run_all_leaves_every_panel_live(
-        name: str, lab: Lab, browser: Chromium, budget: Budget, screenshots: Path) -> None:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(budget.left(30) * 1000)
-    notebook = NotebookPage(page, lab, name, budget)
-    shot = screenshots / f"{Path(name).stem}.png"
-    for old in (shot, shot.with_name(f"{shot.stem}-failed.png")):
-        old.unlink(missing_ok=True)
-    started = time.monotonic()
-    phases: dict[str, float] = {}
-
-    def phase(name: str) -> None:  # how long each step took, printed with the total
-        phases[name] = time.monotonic() - started - sum(phases.values())
-
-    try:
-        notebook.open()
-        phase("open")
-        notebook.menu("Run", "Run All Cells")
-        notebook.wait_until_run(range(len(notebook.cells)), "Run > Run All Cells")
-        phase("run all")
-        notebook.no_check_passed()
-        assert notebook.use_panels() >= 1
-        phase("panels")
-        notebook.no_popups()
-        notebook.screenshot(shot)
-        phase("screenshot")
-        notebook.check_saved()
-        assert not notebook.page_errors, f"JavaScript errors: {notebook.page_errors}"
-        notebook.close_and_shut_down()
-        phase("save and shut down")
-    except BaseException:
-        try:
-            notebook.screenshot(shot.with_name(f"{shot.stem}-failed.png"))
-        except Exception:  # noqa: BLE001 - the original failure matters more
-            pass
-        raise
-    finally:
-        page.close()
-        lab.shut_down_session(name)  # after a failure, don't leave its kernel running
-        steps = ", ".join(f"{step} {seconds:.0f} s" for step, seconds in phases.items())
-        print(f"{name}: {time.monotonic() - started:.0f} s in the browser ({steps})")
-
-
-def jupyterlab_stops_leaving_no_server(
-        lab: Lab, budget: Budget, bundled_server_pids: Callable[[], set[int]]) -> None:
-    lab.stop()
-    assert lab.process.returncode is not None
-    budget.wait_for(lambda: not lab.started_by_us(bundled_server_pids()), 10,
-                    "every server the notebooks' kernels launched to exit")
-    everything = {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()}
-    assert not lab.started_by_us(everything), "processes of the lab's kernels are still running"
+        metafunc.parametrize("name", [n for n in NOTEBOOKS if LANE[n] == metafunc.cls.LANE])
 
 
 class TestLaneA:
@@ -321,13 +267,56 @@ class TestLaneA:
 
     def test_run_all_leaves_every_panel_live(self, name: str, lab: Lab, browser: Chromium,
                                              budget: Budget, screenshots: Path) -> None:
-        run_all_leaves_every_panel_live(name, lab, browser, budget, screenshots)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(budget.left(30) * 1000)
+        notebook = NotebookPage(page, lab, name, budget)
+        shot = screenshots / f"{Path(name).stem}.png"
+        for old in (shot, shot.with_name(f"{shot.stem}-failed.png")):
+            old.unlink(missing_ok=True)
+        started = time.monotonic()
+        phases: dict[str, float] = {}
+
+        def phase(step: str) -> None:  # how long each step took, printed with the total
+            phases[step] = time.monotonic() - started - sum(phases.values())
+
+        try:
+            notebook.open()
+            phase("open")
+            notebook.menu("Run", "Run All Cells")
+            notebook.wait_until_run(range(len(notebook.cells)), "Run > Run All Cells")
+            phase("run all")
+            notebook.no_check_passed()
+            assert notebook.use_panels() >= 1
+            phase("panels")
+            notebook.no_popups()
+            notebook.screenshot(shot)
+            phase("screenshot")
+            notebook.check_saved()
+            assert not notebook.page_errors, f"JavaScript errors: {notebook.page_errors}"
+            notebook.close_and_shut_down()
+            phase("save and shut down")
+        except BaseException:
+            try:
+                notebook.screenshot(shot.with_name(f"{shot.stem}-failed.png"))
+            except Exception:  # noqa: BLE001 - the original failure matters more
+                pass
+            raise
+        finally:
+            page.close()
+            lab.shut_down_session(name)  # after a failure, don't leave its kernel running
+            steps = ", ".join(f"{step} {seconds:.0f} s" for step, seconds in phases.items())
+            print(f"{name}: {time.monotonic() - started:.0f} s in the browser ({steps})")
 
     def test_jupyterlab_stops_leaving_no_server(
             self, lab: Lab, budget: Budget, bundled_server_pids: Callable[[], set[int]]) -> None:
         """Shut the lane's JupyterLab down (by its process group): no server its kernels
         launched survives, and no kernel either."""
-        jupyterlab_stops_leaving_no_server(lab, budget, bundled_server_pids)
+        lab.stop()
+        assert lab.process.returncode is not None
+        budget.wait_for(lambda: not lab.started_by_us(bundled_server_pids()), 10,
+                        "every server the notebooks' kernels launched to exit")
+        everything = {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()}
+        assert not lab.started_by_us(everything), "processes of the lab's kernels are still running"
 
 
 class TestLaneB(TestLaneA):
