@@ -39,11 +39,11 @@ from helpers.metrics import percentile
 
 pytestmark = pytest.mark.live
 
-EVENTS = 1000
-KILLS = 100
+EVENTS = 400
+KILLS = 50  # one kill per client, on average
 CUTS = 3
 RESTARTS = 2
-CLIENTS = 50  # of each strategy
+CLIENTS = 25  # of each strategy
 
 
 @pytest.fixture
