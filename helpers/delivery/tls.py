@@ -135,7 +135,9 @@ def _one_way(server: Server, way: Way, events: int) -> HandshakeRow:
     client.start()
     try:
         if not wait_until(lambda: _listening(server) >= 1, 10):
-            raise TimeoutError(f"{way}: the client did not connect within 10 s")
+            raise TimeoutError(f"{way}: the client did not connect within 10 s ("
+                               f"{client.metrics.errors} errors, the last: "
+                               f"{client.metrics.last_error})")
         for i in range(events):
             published = server.trigger(f"{way} {i + 1}")["id"]
             if not wait_until(lambda: client.last_event_id >= published, 10):  # noqa: B023
