@@ -7,6 +7,13 @@ DEV    := $(VENV)/.installed-dev
 
 .PHONY: lab test lint unit notebooks test-slow test-browser bench clean
 
+# Compiled modules are cached in __pycache__ (Python's default; gitignored). Some machines, this
+# one among them, set PYTHONDONTWRITEBYTECODE=1: then every pytest process rewrites and compiles
+# each test module again, 9 s of CPU per process here. NO_NBVAL: the runs that collect no
+# notebook skip nbval's plugin, whose imports (nbformat, jsonschema) cost 3 s of CPU per process.
+unexport PYTHONDONTWRITEBYTECODE
+NO_NBVAL := -p no:nbval
+
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
 	  { echo "Polling Lab needs Python 3.10 or newer; run e.g. 'make PYTHON=python3.11 test'."; exit 1; }
@@ -37,8 +44,8 @@ lint: $(DEV)
 ## runs everything in this one process, as a bare `pytest tests` does.
 PYTEST_WORKERS ?= 4
 unit: $(DEV)
-	$(BIN)/pytest tests -n $(PYTEST_WORKERS) --dist worksteal -m 'not browser and not serial'
-	$(BIN)/pytest tests -m 'serial and not browser'
+	$(BIN)/pytest tests $(NO_NBVAL) -n $(PYTEST_WORKERS) --dist worksteal -m 'not browser and not serial'
+	$(BIN)/pytest tests $(NO_NBVAL) -m 'serial and not browser'
 
 ## make notebooks: every notebook under nbval, top to bottom, each exercise's solution run against
 ## its own check (copies in build/notebooks; a learner's Run All never runs a solution). Two
@@ -50,14 +57,14 @@ notebooks: $(DEV)
 
 ## make test-slow: only the tests marked slow (faults, reconnect storms); `make test` runs them too
 test-slow: $(DEV)
-	$(BIN)/pytest tests -m slow --durations=0
+	$(BIN)/pytest tests $(NO_NBVAL) -m slow --durations=0
 
 ## make test-browser: Run All, then every panel, in every notebook from 01 on, in JupyterLab in headless Chromium (Debian's
 ## /usr/bin/chromium, or POLLING_LAB_CHROMIUM); screenshots go to results/screenshots/. Its two
 ## lanes of notebooks, each with a JupyterLab of its own, run side by side (see LANE in
 ## tests/browser/test_jupyterlab.py); -rP prints how long each step of each notebook took.
 test-browser: $(DEV)
-	$(BIN)/pytest tests/browser -m browser -p no:cacheprovider -n 2 --dist loadscope -rP --durations=0
+	$(BIN)/pytest tests/browser $(NO_NBVAL) -m browser -p no:cacheprovider -n 2 --dist loadscope -rP --durations=0
 
 ## make bench: set up, then measure how many waiting clients each server holds and how fast one
 ## event reaches them, against Nchan (nginx) as the production reference. Takes about 5 minutes;
