@@ -14,16 +14,24 @@ DEV    := $(VENV)/.installed-dev
 unexport PYTHONDONTWRITEBYTECODE
 NO_NBVAL := -p no:nbval
 
-$(STAMP): requirements.txt pyproject.toml
+# A venv of Python 3.10 or newer, made once.
+define make-venv
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
 	  { echo "Polling Lab needs Python 3.10 or newer; run e.g. 'make PYTHON=python3.11 test'."; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+endef
+
+$(STAMP): requirements.txt pyproject.toml
+	$(make-venv)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
 
-$(DEV): $(STAMP) requirements-dev.txt
+# requirements-dev.txt includes requirements.txt: one pip run installs both (a second run only to
+# find everything already there took 12 s), and stands for $(STAMP) too.
+$(DEV): requirements.txt requirements-dev.txt pyproject.toml
+	$(make-venv)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	@touch $@
+	@touch $(STAMP) $@
 
 ## make lab: set up, then open JupyterLab on the notebooks
 lab: $(STAMP)
