@@ -36,7 +36,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 #: Every lane one pytest process runs must fit in this: here both lanes, one after the other,
-#: take about 8 minutes, and one lane beside another about 6.
+#: take about 8 minutes, and one lane beside another about 5.
 BUDGET_S = 900.0
 
 #: User settings for the throwaway settings dir. No news or update pop-ups (they would cover

@@ -30,10 +30,13 @@ NOTEBOOKS = sorted(p.name for p in NOTEBOOK_DIR.glob("0[1-9]_*.ipynb"))  # every
 # Two lanes of notebooks, classes TestLaneA and TestLaneB, each with a JupyterLab of its own that
 # its last test stops. `make test-browser` runs them side by side (pytest-xdist, -n 2 --dist
 # loadscope, which keeps a class in one worker, in order): a notebook's kernel mostly waits on
-# held polls and timers, so two fit on 2 cores. Snake order (a b b a a b b a) balances the lanes,
-# since later notebooks take longer. Without xdist, the lanes run one after the other.
-LANE = {name: "b" if i % 4 in (1, 2) else "a" for i, name in enumerate(NOTEBOOKS)}
-RUN_TIMEOUT_S = 240.0  # one notebook's cells, headless; they take 30-70 s here
+# held polls and timers, so two fit on 2 cores. Without xdist, the lanes run one after the other.
+# The lanes are balanced by the seconds each notebook took here, one lane beside the other: lane
+# b is 01 (52 s), 03 (51), 06 (110) and 07 (60), 273 s; lane a, the rest, 272 s. A new notebook
+# goes to lane a until it is measured.
+LANE_B = {"01", "03", "06", "07"}
+LANE = {name: "b" if name[:2] in LANE_B else "a" for name in NOTEBOOKS}
+RUN_TIMEOUT_S = 240.0  # one notebook's cells, headless; they take 27-84 s here
 CLICKS = 3
 TRIGGER = re.compile(r"^\s*(Trigger event|Trigger 1)\s*$")  # Panel's, and ComparePanel's
 MAX_SHOT_HEIGHT = 15_000  # pixels; Chromium's limit for one capture is about 16k
