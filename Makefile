@@ -9,7 +9,7 @@ DEV    := $(VENV)/.installed-dev
 
 # Compiled modules are cached in __pycache__ (Python's default; gitignored). Some machines, this
 # one among them, set PYTHONDONTWRITEBYTECODE=1: then every pytest process rewrites and compiles
-# each test module again, 9 s of CPU per process here. NO_NBVAL: the runs that collect no
+# each test module again, 6 s of CPU per process here. NO_NBVAL: the runs that collect no
 # notebook skip nbval's plugin, whose imports (nbformat, jsonschema) cost 3 s of CPU per process.
 unexport PYTHONDONTWRITEBYTECODE
 NO_NBVAL := -p no:nbval
