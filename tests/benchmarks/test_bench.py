@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from service_check import skip_or_fail_in_ci
 
 from bench import report, scenarios
 from bench.nchan import NchanCursor, NchanPeer, find_nchan
@@ -124,9 +125,7 @@ def test_fan_out_and_latency_on_the_asyncio_server(lean: bool,
 def test_nchan_peer_starts_answers_and_stops() -> None:
     found = find_nchan()
     if isinstance(found, str):
-        if os.environ.get("CI"):
-            pytest.fail(found + " (CI must install it: .ci/run does)")
-        pytest.skip(found)
+        skip_or_fail_in_ci(found)
 
     async def measure() -> tuple[dict[str, Any], dict[str, Any], NchanPeer]:
         peer = await NchanPeer(*found, hold=30).start()

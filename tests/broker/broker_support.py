@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
-import pytest
+from service_check import skip_or_fail_in_ci
 
 from helpers.redis_server import INSTALL_HINT, redis_available
 
@@ -13,7 +11,4 @@ def need_redis() -> None:
     """Skip (saying how to install it) when redis-server is missing; in CI, fail instead."""
     if redis_available():
         return
-    message = f"redis-server is not installed; {INSTALL_HINT}"
-    if os.environ.get("CI"):
-        pytest.fail(message + " (CI must install it: .ci/run does)")
-    pytest.skip(message)
+    skip_or_fail_in_ci(f"redis-server is not installed; {INSTALL_HINT}")

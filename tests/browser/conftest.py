@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import requests
+from service_check import skip_or_fail_in_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -266,11 +267,8 @@ class Chromium:
 def browser() -> Iterator[Chromium]:
     """Headless Debian Chromium under Playwright (never Playwright's downloaded browsers)."""
     if not CHROMIUM.exists():
-        message = (f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium), "
-                   "or point POLLING_LAB_CHROMIUM at a Chromium binary")
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail_in_ci(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install "
+                           "chromium), or point POLLING_LAB_CHROMIUM at a Chromium binary")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

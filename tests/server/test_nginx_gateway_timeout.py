@@ -8,10 +8,10 @@ own in a temporary directory (`helpers.nginx`) and stopped by its master's PID.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
+from service_check import skip_or_fail_in_ci
 
 from helpers import LongPollClient, Server
 from helpers.faults import Publisher
@@ -27,10 +27,7 @@ TOTAL = 50  # events over the test: 20, then one after the quiet spell, then the
 def nginx_binary() -> str:
     binary = find_nginx()
     if binary is None:
-        message = f"nginx is not installed; {INSTALL_HINT}"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI installs it: see .ci/run)")
-        pytest.skip(message)
+        skip_or_fail_in_ci(f"nginx is not installed; {INSTALL_HINT}")
     return binary
 
 
