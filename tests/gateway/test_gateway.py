@@ -173,6 +173,7 @@ def test_the_token_bucket_allows_bursts_then_the_rate() -> None:
     assert client_key({}, "127.0.0.1") == client_key({"X-Client-Id": ""}, "127.0.0.1")
 
 
+@pytest.mark.serial  # three requests must fit in the half second one token takes to come back
 def test_the_rate_limit_answers_429_with_retry_after(launched: Callable[..., Server]) -> None:
     upstream = launched("asyncio")
     gateway = launched("proxy", upstream=upstream.url, rate_limit=2, rate_burst=2)
