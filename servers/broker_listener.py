@@ -138,7 +138,8 @@ class Listener:
                 if message["type"] == "message":
                     self._notified(message["data"])
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            # redis-py 7.4 to 8.1 leave aclose() unannotated (an ignore is needed), 8.2 annotates it
+            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
     async def _confirmed(self, pubsub: aioredis.client.PubSub) -> None:
         """Return once Redis confirms the SUBSCRIBE: only from then on is nothing missed."""
