@@ -13,7 +13,9 @@
 * `GuardedProtocol` is uvicorn's HTTP protocol (with the one-write transport of
   `servers.fast_path`) that also counts connections for `/stats`, closes a request that is not
   complete after `--request-timeout` with a JSON 408 (a held poll is complete: it is never
-  cut), and answers a request its parser refuses with the API's JSON 400, not plain text. A
+  cut), and answers a request its parser refuses with the API's JSON 400, not plain text. It
+  offers each request the ASGI extensions of `servers.hangup` (a hang-up, heard without a task)
+  and `servers.prepared` (a ready answer, sent whole in one write). A
   connection upgraded to a WebSocket leaves this protocol for uvicorn's WebSocket one: its
   request is complete, so the timeout is off, and the gate still hears when it closes. It
   also swaps `servers.slim`'s smaller stand-ins into uvicorn's connection and request objects.
@@ -30,8 +32,10 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
+from starlette.types import Scope
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from servers import fast_path
+from servers import fast_path, hangup, prepared
 from servers.contract import raw_response, request_timeout, unreadable_request
 from servers.hangup import HangupWatch
 from servers.limits import AtLimit
@@ -172,6 +176,11 @@ class GuardedProtocol(fast_path.OneWritePerResponse):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.hangup = HangupWatch()
+        # One dict per connection, shared by its requests' scopes: the extensions it offers.
+        self.extensions: dict[str, dict[str, Any]] = {hangup.EXTENSION: {
+            "watch": self.hangup.watch}}
+        if isinstance(self, HttpToolsProtocol):  # what send_prepared completes is httptools'
+            self.extensions[prepared.EXTENSION] = {"send": self.send_prepared}
 
     @classmethod
     def for_gate(cls, gate: ConnectionGate) -> type[GuardedProtocol]:
@@ -190,11 +199,12 @@ class GuardedProtocol(fast_path.OneWritePerResponse):
         self.gate.closed()
 
     def on_headers_complete(self) -> None:
-        """The request's scope gets `servers.hangup`'s extension: a held poll hears of a hang-up
-        from `connection_lost`, without a task of its own waiting for `http.disconnect`."""
+        """The request's scope gets the connection's extensions: with `servers.hangup`'s, a held
+        poll hears of a hang-up from `connection_lost`, without a task of its own waiting for
+        `http.disconnect`; with `servers.prepared`'s, a ready answer goes out in one write."""
         scope: Any = self.scope
         if "extensions" not in scope:
-            scope["extensions"] = self.hangup.extensions
+            scope["extensions"] = self.extensions
         super().on_headers_complete()
         slim_cycle(self.cycle)  # the request's message event, before its ASGI task runs
 
@@ -212,6 +222,29 @@ class GuardedProtocol(fast_path.OneWritePerResponse):
         upgraded: Any = self
         upgraded.ws_protocol_class = self.gate.counted(upgraded.ws_protocol_class)
         super().handle_websocket_upgrade(*args)
+
+    def send_prepared(self, scope: Scope, status: int, head: bytes, body: bytes) -> bool:
+        """`servers.prepared`'s extension: the response whole, in one write, then the request
+        completed as uvicorn's own `send` completes it (its event set, `on_response` called, so
+        the keep-alive timer and the next request on the connection go on as usual).
+
+        Declines (False, nothing sent) wherever uvicorn's `send` would do more than write these
+        bytes: a request that is not this connection's current one, a response already
+        started, a HEAD request, a connection that closes after it, writes paused by flow
+        control, an access log to write, a client already gone.
+        """
+        cycle: Any = self.cycle
+        if (cycle is None or cycle.scope is not scope or cycle.response_started
+                or cycle.disconnected or not cycle.keep_alive or cycle.flow.write_paused
+                or cycle.access_log or scope["method"] == "HEAD"):
+            return False
+        cycle.response_started = cycle.response_complete = True
+        cycle.waiting_for_100_continue = False
+        defaults = _default_lines(self.server_state.default_headers)
+        self.transport.write_whole(b"".join((STATUS_LINE[status], defaults, head, b"\r\n", body)))
+        cycle.message_event.set()
+        cycle.on_response()
+        return True
 
     def send_400_response(self, msg: str) -> None:
         """The parser refused the request: answer the API's JSON instead of uvicorn's text."""
@@ -246,6 +279,18 @@ class GuardedProtocol(fast_path.OneWritePerResponse):
             # (an app may answer before the body is in, e.g. a 401: then only close)
             self.transport.write(raw_response(request_timeout(self.gate.request_timeout_s)))
         self.transport.close()
+
+
+#: uvicorn's default headers (Date, Server, X-Served-By) as head lines, with the list they were
+#: encoded from: uvicorn makes a new list when the date changes, once a second.
+_defaults: tuple[object, bytes] = (None, b"")
+
+
+def _default_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
+    global _defaults
+    if _defaults[0] is not headers:
+        _defaults = (headers, prepared.header_lines(headers))
+    return _defaults[1]
 
 
 class GuardedServer(fast_path.GracefulServer):
