@@ -11,8 +11,9 @@ extension: a callable that writes the status line, uvicorn's own default headers
 `Server`, `X-Served-By`), the answer's headers and its body in one write, and completes the
 request as uvicorn's `send` would.
 
-It may decline (return False, having sent nothing) whenever uvicorn's `send` would do more than
-that: then the caller sends the ASGI messages as usual. Where no server offers the extension (an
+`send_prepared` is the caller's side, `send_whole` the server's. The server may decline
+(return False, having sent nothing) whenever uvicorn's `send` would do more than that: then the
+caller sends the ASGI messages as usual. Where no server offers the extension (an
 in-process test client, another ASGI server), `send_prepared` declines too. A middleware that
 watches `send` does not see a response sent this way; none of the kit's does.
 """
@@ -20,8 +21,10 @@ watches `send` does not see a response sent this way; none of the kit's does.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from starlette.types import Scope
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 #: The extension's name: its value holds `send`, a callable (scope, status, head, body) -> bool.
 EXTENSION = "polling.lab.prepared"
@@ -42,3 +45,44 @@ def send_prepared(scope: Scope, status: int, head: bytes, body: bytes) -> bool:
     """
     send: Send | None = scope.get("extensions", {}).get(EXTENSION, {}).get("send")
     return send is not None and send(scope, status, head, body)
+
+
+# --- the server's side: uvicorn's httptools protocol (servers.uvicorn_guard.GuardedProtocol) ---
+
+
+def send_whole(protocol: HttpToolsProtocol, scope: Scope, status: int, head: bytes,
+               body: bytes) -> bool:
+    """Write the response whole on `protocol`'s connection, in one write, then complete the
+    request as uvicorn's own `send` completes it (its event set, `on_response` called, so the
+    keep-alive timer and the next request on the connection go on as usual).
+
+    Declines (False, nothing sent) wherever uvicorn's `send` would do more than write these
+    bytes: a request that is not the connection's current one, a response already started, a
+    HEAD request, a connection that closes after it, writes paused by flow control, an access
+    log to write, a client already gone. The transport is `servers.fast_path.OneWrite`.
+    """
+    cycle: Any = protocol.cycle
+    if (cycle is None or cycle.scope is not scope or cycle.response_started
+            or cycle.disconnected or not cycle.keep_alive or cycle.flow.write_paused
+            or cycle.access_log or scope["method"] == "HEAD"):
+        return False
+    cycle.response_started = cycle.response_complete = True
+    cycle.waiting_for_100_continue = False
+    defaults = _default_lines(protocol.server_state.default_headers)
+    transport: Any = protocol.transport
+    transport.write_whole(b"".join((STATUS_LINE[status], defaults, head, b"\r\n", body)))
+    cycle.message_event.set()
+    cycle.on_response()
+    return True
+
+
+#: uvicorn's default headers (Date, Server, X-Served-By) as head lines, with the list they were
+#: encoded from: uvicorn makes a new list when the date changes, once a second.
+_defaults: tuple[object, bytes] = (None, b"")
+
+
+def _default_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
+    global _defaults
+    if _defaults[0] is not headers:
+        _defaults = (headers, header_lines(headers))
+    return _defaults[1]

@@ -33,7 +33,7 @@ from typing import Any
 
 import uvicorn
 from starlette.types import Scope
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from servers import fast_path, hangup, prepared
 from servers.contract import raw_response, request_timeout, unreadable_request
@@ -224,27 +224,8 @@ class GuardedProtocol(fast_path.OneWritePerResponse):
         super().handle_websocket_upgrade(*args)
 
     def send_prepared(self, scope: Scope, status: int, head: bytes, body: bytes) -> bool:
-        """`servers.prepared`'s extension: the response whole, in one write, then the request
-        completed as uvicorn's own `send` completes it (its event set, `on_response` called, so
-        the keep-alive timer and the next request on the connection go on as usual).
-
-        Declines (False, nothing sent) wherever uvicorn's `send` would do more than write these
-        bytes: a request that is not this connection's current one, a response already
-        started, a HEAD request, a connection that closes after it, writes paused by flow
-        control, an access log to write, a client already gone.
-        """
-        cycle: Any = self.cycle
-        if (cycle is None or cycle.scope is not scope or cycle.response_started
-                or cycle.disconnected or not cycle.keep_alive or cycle.flow.write_paused
-                or cycle.access_log or scope["method"] == "HEAD"):
-            return False
-        cycle.response_started = cycle.response_complete = True
-        cycle.waiting_for_100_continue = False
-        defaults = _default_lines(self.server_state.default_headers)
-        self.transport.write_whole(b"".join((STATUS_LINE[status], defaults, head, b"\r\n", body)))
-        cycle.message_event.set()
-        cycle.on_response()
-        return True
+        """`servers.prepared`'s extension for this connection (`prepared.send_whole`)."""
+        return prepared.send_whole(self, scope, status, head, body)
 
     def send_400_response(self, msg: str) -> None:
         """The parser refused the request: answer the API's JSON instead of uvicorn's text."""
@@ -279,18 +260,6 @@ class GuardedProtocol(fast_path.OneWritePerResponse):
             # (an app may answer before the body is in, e.g. a 401: then only close)
             self.transport.write(raw_response(request_timeout(self.gate.request_timeout_s)))
         self.transport.close()
-
-
-#: uvicorn's default headers (Date, Server, X-Served-By) as head lines, with the list they were
-#: encoded from: uvicorn makes a new list when the date changes, once a second.
-_defaults: tuple[object, bytes] = (None, b"")
-
-
-def _default_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
-    global _defaults
-    if _defaults[0] is not headers:
-        _defaults = (headers, prepared.header_lines(headers))
-    return _defaults[1]
 
 
 class GuardedServer(fast_path.GracefulServer):
