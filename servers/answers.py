@@ -4,22 +4,18 @@ When one publish wakes 10,000 held polls, most of them sit at the same cursor an
 same answer. `EncodedEvents` reads the log and encodes that answer (its JSON body, and the
 headers that go with it) once, and every waiter at that cursor sends the same bytes.
 `AnswerResponse` is the FastAPI response class that sends them as they are; the lean poll
-(`servers.fast_path`) sends the same `Answer` in raw ASGI. Both send it whole, in one write,
-where the server offers that (`servers.prepared`). A publish clears the cache.
+(`servers.fast_path`) sends the same `Answer` in raw ASGI. A publish clears the cache.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import cached_property
 
 from fastapi import Response
-from starlette.types import Receive, Scope, Send
 
 from servers.contract import STREAM_HEADER
 from servers.logs import SharedLog
-from servers.prepared import header_lines, send_prepared
 
 Headers = list[tuple[bytes, bytes]]
 STREAM_KEY = STREAM_HEADER.lower().encode()
@@ -33,12 +29,6 @@ class Answer:
     body: bytes
     headers: Headers
 
-    @cached_property
-    def head(self) -> bytes:
-        """The headers as the lines of an HTTP/1.1 head, encoded on first use: once for all
-        the waiters that send this answer (`servers.prepared`)."""
-        return header_lines(self.headers)
-
 
 class EncodedEvents:
     """The encoded events after a cursor, shared by every waiter at that cursor until a wake-up.
@@ -50,7 +40,7 @@ class EncodedEvents:
         self.log = log
         self._answers: dict[tuple[int, int], Answer] = {}
         self._wakes = 0  # wake-ups so far: a read that spans one must not fill the cache
-        self._stream = ("", (STREAM_KEY, b""), Answer(b"", [(STREAM_KEY, b"")]))
+        self._stream = ("", (STREAM_KEY, b""))
 
     def forget(self) -> None:
         self._answers.clear()
@@ -58,18 +48,10 @@ class EncodedEvents:
 
     def stream_header(self) -> tuple[bytes, bytes]:
         """`X-Stream-Id` as a raw header, encoded again only when the log's stream changes."""
-        return self._current_stream()[1]
-
-    def empty(self) -> Answer:
-        """The empty answer (a 204's): no body, and `X-Stream-Id` as its only header."""
-        return self._current_stream()[2]
-
-    def _current_stream(self) -> tuple[str, tuple[bytes, bytes], Answer]:
         stream = self.log.stream
         if stream != self._stream[0]:
-            header = (STREAM_KEY, stream.encode())
-            self._stream = (stream, header, Answer(b"", [header]))
-        return self._stream
+            self._stream = (stream, (STREAM_KEY, stream.encode()))
+        return self._stream[1]
 
     def encode(self, body: bytes) -> Answer:
         """A JSON body with its `X-Stream-Id`, `Content-Type` and `Content-Length`."""
@@ -98,21 +80,16 @@ class AnswerResponse(Response):
     """A response class for an `Answer`: its body and headers go out as they were encoded.
 
     Starlette's `Response.__init__` would build the header list again for each of the 10,000
-    waiters; this one copies the list it is given. Where the server offers it, the answer goes
-    out whole, in one write (`servers.prepared`), as Starlette's `FileResponse` uses a server's
-    `pathsend`; elsewhere, as ASGI messages. `AnswerResponse(answers.empty(), 204)` is an empty
-    answer that carries only the stream header.
+    waiters; this one copies the list it is given. `AnswerResponse(None, 204, stream=...)` is
+    an empty answer that carries only the stream header.
     """
 
     media_type = "application/json"
 
-    def __init__(self, answer: Answer, status_code: int = 200) -> None:
+    def __init__(self, answer: Answer | None, status_code: int = 200, *,
+                 stream: tuple[bytes, bytes] | None = None) -> None:
         self.status_code = status_code
         self.background = None
-        self.answer = answer
-        self.body = answer.body
-        self.raw_headers = list(answer.headers)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not send_prepared(scope, self.status_code, self.answer.head, self.answer.body):
-            await super().__call__(scope, receive, send)
+        self.body = answer.body if answer is not None else b""
+        self.raw_headers = list(answer.headers) if answer is not None else [
+            *([stream] if stream is not None else [])]

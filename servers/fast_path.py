@@ -29,7 +29,6 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from servers.answers import STREAM_KEY, Answer, EncodedEvents
 from servers.contract import ApiError, PollParams, parse_poll_params
 from servers.identity import ServedByApp, served_by_header
-from servers.prepared import send_prepared
 from servers.stats import Stats
 
 ASGICallable = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -72,9 +71,9 @@ def lean_poll(wait_for_events: WaitForEvents, stats: Stats, hold: float,
             return
         if answer is None:
             stats.count_empty()
-            await send_answer(scope, send, 204, answers.empty(), app)
+            await send_raw(send, 204, [answers.stream_header()], b"", app)
         else:
-            await send_answer(scope, send, 200, answer, app)
+            await send_raw(send, 200, answer.headers, answer.body, app)
 
     return poll
 
@@ -89,14 +88,6 @@ def poll_params(scope: Scope, hold: float) -> PollParams:
 def claimed(scope: Scope) -> str | None:
     """The `X-Stream-Id` a poll sent, if any."""
     return next((v.decode("latin-1") for k, v in scope["headers"] if k == STREAM_KEY), None)
-
-
-async def send_answer(scope: Scope, send: Send, status: int, answer: Answer,
-                      app: ServedByApp) -> None:
-    """An `Answer`, whole in one write where the server offers that (`servers.prepared`), and
-    otherwise as `send_raw` sends it."""
-    if not send_prepared(scope, status, answer.head, answer.body):
-        await send_raw(send, status, answer.headers, answer.body, app)
 
 
 async def send_raw(send: Send, status: int, headers: list[tuple[bytes, bytes]],
@@ -156,11 +147,6 @@ class OneWrite:
         else:
             joined, self._held = self._held + data, None
             self._transport.write(joined)
-
-    def write_whole(self, data: bytes) -> None:
-        """Write one whole response (head and body) at once: nothing to join it to."""
-        self.flush()
-        self._transport.write(data)
 
     def writelines(self, chunks: Any) -> None:
         self.write(b"".join(chunks))  # never around what is held, or bytes would reorder

@@ -117,7 +117,7 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
     app.state.release_waiters = release_waiters
 
     def no_content() -> AnswerResponse:
-        return AnswerResponse(answers.empty(), 204)
+        return AnswerResponse(None, 204, stream=answers.stream_header())
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

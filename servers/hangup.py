@@ -44,13 +44,14 @@ async def _disconnect_message(receive: Receive) -> None:
 
 class HangupWatch:
     """The server's side of `EXTENSION`, one per connection: `watch` keeps the future of the
-    request being answered, and `hung_up` resolves it when the connection is lost. The server
-    offers it in each request's scope as `{EXTENSION: {"watch": watch}}`."""
+    request being answered, and `hung_up` resolves it when the connection is lost.
+    `extensions` is what goes into each request's scope."""
 
-    __slots__ = ("_gone",)
+    __slots__ = ("_gone", "extensions")
 
     def __init__(self) -> None:
         self._gone: asyncio.Future[Any] | None = None
+        self.extensions = {EXTENSION: {"watch": self.watch}}
 
     def watch(self, gone: asyncio.Future[Any] | None) -> None:
         self._gone = gone

@@ -13,9 +13,7 @@
 * `GuardedProtocol` is uvicorn's HTTP protocol (with the one-write transport of
   `servers.fast_path`) that also counts connections for `/stats`, closes a request that is not
   complete after `--request-timeout` with a JSON 408 (a held poll is complete: it is never
-  cut), and answers a request its parser refuses with the API's JSON 400, not plain text. It
-  offers each request the ASGI extensions of `servers.hangup` (a hang-up, heard without a task)
-  and `servers.prepared` (a ready answer, sent whole in one write). A
+  cut), and answers a request its parser refuses with the API's JSON 400, not plain text. A
   connection upgraded to a WebSocket leaves this protocol for uvicorn's WebSocket one: its
   request is complete, so the timeout is off, and the gate still hears when it closes. It
   also swaps `servers.slim`'s smaller stand-ins into uvicorn's connection and request objects.
@@ -32,10 +30,8 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
-from starlette.types import Scope
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from servers import fast_path, hangup, prepared
+from servers import fast_path
 from servers.contract import raw_response, request_timeout, unreadable_request
 from servers.hangup import HangupWatch
 from servers.limits import AtLimit
@@ -176,11 +172,6 @@ class GuardedProtocol(fast_path.OneWritePerResponse):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.hangup = HangupWatch()
-        # One dict per connection, shared by its requests' scopes: the extensions it offers.
-        self.extensions: dict[str, dict[str, Any]] = {hangup.EXTENSION: {
-            "watch": self.hangup.watch}}
-        if isinstance(self, HttpToolsProtocol):  # what send_prepared completes is httptools'
-            self.extensions[prepared.EXTENSION] = {"send": self.send_prepared}
 
     @classmethod
     def for_gate(cls, gate: ConnectionGate) -> type[GuardedProtocol]:
@@ -199,12 +190,11 @@ class GuardedProtocol(fast_path.OneWritePerResponse):
         self.gate.closed()
 
     def on_headers_complete(self) -> None:
-        """The request's scope gets the connection's extensions: with `servers.hangup`'s, a held
-        poll hears of a hang-up from `connection_lost`, without a task of its own waiting for
-        `http.disconnect`; with `servers.prepared`'s, a ready answer goes out in one write."""
+        """The request's scope gets `servers.hangup`'s extension: a held poll hears of a hang-up
+        from `connection_lost`, without a task of its own waiting for `http.disconnect`."""
         scope: Any = self.scope
         if "extensions" not in scope:
-            scope["extensions"] = self.extensions
+            scope["extensions"] = self.hangup.extensions
         super().on_headers_complete()
         slim_cycle(self.cycle)  # the request's message event, before its ASGI task runs
 
@@ -222,10 +212,6 @@ class GuardedProtocol(fast_path.OneWritePerResponse):
         upgraded: Any = self
         upgraded.ws_protocol_class = self.gate.counted(upgraded.ws_protocol_class)
         super().handle_websocket_upgrade(*args)
-
-    def send_prepared(self, scope: Scope, status: int, head: bytes, body: bytes) -> bool:
-        """`servers.prepared`'s extension for this connection (`prepared.send_whole`)."""
-        return prepared.send_whole(self, scope, status, head, body)
 
     def send_400_response(self, msg: str) -> None:
         """The parser refused the request: answer the API's JSON instead of uvicorn's text."""

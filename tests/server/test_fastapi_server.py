@@ -125,46 +125,6 @@ def test_live_poll_is_released_when_its_client_hangs_up(kind: str,
            what="the server to release the abandoned poll")
 
 
-def read_response(sock: socket.socket, buffered: bytes = b"") -> tuple[list[bytes], bytes, bytes]:
-    """One HTTP/1.1 response with a Content-Length (or none, for a 204) off a raw socket:
-    its head's lines after the status line, its body, and whatever bytes came after it."""
-    while b"\r\n\r\n" not in buffered:
-        buffered += sock.recv(65536) or b""
-    head, rest = buffered.split(b"\r\n\r\n", 1)
-    lines = head.split(b"\r\n")[1:]
-    length = next((int(line.split(b":")[1]) for line in lines
-                   if line.lower().startswith(b"content-length:")), 0)
-    while len(rest) < length:
-        rest += sock.recv(65536)
-    return lines, rest[:length], rest[length:]
-
-
-@pytest.mark.live
-@pytest.mark.parametrize("kind", ["asyncio", "lean"])
-def test_live_answers_sent_whole_are_what_uvicorn_itself_sends(
-        kind: str, launched: Callable[..., Server]) -> None:
-    """A ready answer goes out in one write (`servers.prepared`), with the very head uvicorn
-    writes for it. A request that closes its connection is sent by uvicorn's own `send` (the
-    extension declines it), so each answer is compared with that one."""
-    server = launched(kind, hold=5)
-    event = server.trigger("whole")
-    host, port = server.url.removeprefix("http://").rsplit(":", 1)
-    for cursor, status in [(event["id"] - 1, b"200"), (event["id"], b"204")]:
-        request = (f"GET /poll_for_updates?last_event_id={cursor}&timeout=0 HTTP/1.1\r\n"
-                   f"Host: {host}\r\n").encode()
-        with socket.create_connection((host, int(port)), timeout=5) as sock:
-            sock.sendall(request + b"\r\n")
-            whole = read_response(sock)
-            sock.sendall(request + b"Connection: close\r\n\r\n")
-            by_uvicorn = read_response(sock, whole[2])
-            assert sock.recv(1) == b""  # uvicorn closed it, as asked
-        assert whole[0][0].startswith(b"date: ") and by_uvicorn[0][0].startswith(b"date: ")
-        # the Date line may tick between the two; the rest must be the same, line for line
-        assert whole[0][1:] + [b"connection: close"] == by_uvicorn[0][1:], (whole, by_uvicorn)
-        assert whole[1] == by_uvicorn[1] and whole[2] == b""
-        assert (status == b"200") == (b'"whole"' in whole[1])
-
-
 @pytest.mark.live
 @pytest.mark.parametrize("kind", ["asyncio", "lean"])
 def test_uvicorn_keeps_one_connection_alive_for_a_session(

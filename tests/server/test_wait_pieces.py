@@ -1,7 +1,7 @@
 """The asyncio server's waiting pieces on their own: `Waiters.wait`, `servers.hangup`, the
-encoded answers (and `servers.prepared`, which sends them whole), and `servers.slim`'s smaller
-stand-ins for uvicorn's objects. The live tests in test_fastapi_server.py check them together
-(a publish wakes every poll; a hang-up releases one; an answer sent whole is uvicorn's own)."""
+encoded answers, and `servers.slim`'s smaller stand-ins for uvicorn's objects. The live tests
+in test_fastapi_server.py check them together (a publish wakes every poll; a hang-up releases
+one)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ import collections
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
-
-from servers import prepared
-from servers.answers import Answer, AnswerResponse, EncodedEvents
+from servers.answers import AnswerResponse, EncodedEvents
 from servers.eventlog import EventLog
-from servers.hangup import EXTENSION, HangupWatch, client_gone
+from servers.hangup import HangupWatch, client_gone
 from servers.logs import LocalLog
 from servers.slim import LazyEvent, Pipeline, slim_connection, slim_cycle
 from servers.waiters import Waiters
@@ -54,7 +51,7 @@ def test_client_gone_uses_the_servers_extension_without_a_task() -> None:
         async def never() -> dict[str, Any]:
             raise AssertionError("receive() must not be called when the extension is offered")
 
-        gone = client_gone({"extensions": {EXTENSION: {"watch": watch.watch}}}, never)
+        gone = client_gone({"extensions": watch.extensions}, never)
         assert not isinstance(gone, asyncio.Task) and not gone.done()
         watch.hung_up()
         assert gone.done()
@@ -93,38 +90,9 @@ def test_answers_are_encoded_once_until_a_wake_up() -> None:
         response = AnswerResponse(second)
         assert response.body == second.body and response.raw_headers == second.headers
         assert response.raw_headers is not second.headers  # a copy: the answer stays shared
-        empty = AnswerResponse(answers.empty(), 204)
+        empty = AnswerResponse(None, 204, stream=answers.stream_header())
         assert empty.body == b"" and empty.raw_headers == [answers.stream_header()]
-        assert answers.empty() is answers.empty()  # one empty answer per stream, shared
-        assert second.head == b"".join(b"%s: %s\r\n" % pair for pair in second.headers)
     asyncio.run(main())
-
-
-@pytest.mark.parametrize("accepted", [True, False])
-def test_an_answer_goes_out_whole_where_the_server_offers_it(accepted: bool) -> None:
-    """`AnswerResponse` hands its ready bytes to `servers.prepared`'s extension; where the server
-    declines, it sends the usual two ASGI messages instead."""
-    offered: list[tuple[int, bytes, bytes]] = []
-    messages: list[dict[str, object]] = []
-
-    def prepared_send(scope: dict[str, object], status: int, head: bytes, body: bytes) -> bool:
-        offered.append((status, head, body))
-        return accepted
-
-    async def send(message: dict[str, object]) -> None:
-        messages.append(message)
-
-    async def receive() -> dict[str, object]:
-        raise AssertionError("an answer never reads the request")
-
-    answer = Answer(b"[]", [(b"x-stream-id", b"s1"), (b"content-length", b"2")])
-    scope = {"type": "http", "method": "GET",
-             "extensions": {prepared.EXTENSION: {"send": prepared_send}}}
-    asyncio.run(AnswerResponse(answer)(scope, receive, send))
-    assert offered == [(200, b"x-stream-id: s1\r\ncontent-length: 2\r\n", b"[]")]
-    assert [m["type"] for m in messages] == (
-        [] if accepted else ["http.response.start", "http.response.body"])
-    assert not prepared.send_prepared({"type": "http"}, 200, b"", b"")  # nothing offered
 
 
 def test_pipeline_list_is_first_in_first_out_like_uvicorns_deque() -> None:
