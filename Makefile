@@ -62,12 +62,15 @@ lint: $(DEV)
 ## make unit: every test but the browser's. Tests run in PYTEST_WORKERS processes (pytest-xdist):
 ## alone, the suite keeps about half of one core busy (it waits on held polls, restarts and
 ## timeouts), so 4 workers fill 2 cores. Tests marked `serial` assert a timing or a limit that
-## the other workers' load could break; they run afterwards, one at a time. PYTEST_WORKERS=0
-## runs everything in this one process, as a bare `pytest tests` does.
+## the other workers' load could break; they run afterwards, two at a time (SERIAL_WORKERS):
+## they mostly wait (22 s of CPU in 65 s, one at a time), and two at a time passed 5 runs out of 5
+## here, 2 of them beside a busy core, in 36-40 s instead of 63-71. PYTEST_WORKERS=0 runs
+## everything in this one process, as a bare `pytest tests` does.
 PYTEST_WORKERS ?= 4
+SERIAL_WORKERS ?= $(if $(filter 0,$(PYTEST_WORKERS)),0,2)
 unit: $(DEV)
 	$(BIN)/pytest tests $(NO_NBVAL) -n $(PYTEST_WORKERS) --dist worksteal -m 'not browser and not serial'
-	$(BIN)/pytest tests $(NO_NBVAL) -m 'serial and not browser'
+	$(BIN)/pytest tests $(NO_NBVAL) -n $(SERIAL_WORKERS) --dist worksteal -m 'serial and not browser'
 
 ## make notebooks: every notebook under nbval, top to bottom, each exercise's solution run against
 ## its own check (copies in build/notebooks; a learner's Run All never runs a solution). Two
