@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from broker_support import need_redis
+from service_check import need_redis
 
 from helpers import Server, launch
 from helpers.redis_server import RedisServer, launch_redis

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import requests
-from broker_support import need_redis
+from service_check import need_redis
 
 from helpers import (
     LongPollClient,

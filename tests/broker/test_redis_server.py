@@ -6,7 +6,7 @@ import os
 import shutil
 
 import pytest
-from broker_support import need_redis
+from service_check import need_redis
 
 from helpers import RedisMissing, RedisServer, launch_redis, redis_available
 from helpers.processes import status_field

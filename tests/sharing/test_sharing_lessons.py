@@ -6,14 +6,14 @@ tests skip, except under CI (env CI set), where they must run.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
+from service_check import need_redis
 
 from helpers.cluster import Cluster, launch_cluster
 from helpers.launcher import launch
-from helpers.redis_server import RedisServer, launch_redis, redis_available
+from helpers.redis_server import RedisServer, launch_redis
 from helpers.sharing import (
     broker_options,
     fanout,
@@ -28,14 +28,9 @@ from helpers.sharing import (
 pytestmark = pytest.mark.live
 
 
-def needs_redis() -> None:
-    if not redis_available() and not os.environ.get("CI"):
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-
-
 @pytest.fixture(scope="module")
 def redis() -> Iterator[RedisServer]:
-    needs_redis()
+    need_redis()
     server = launch_redis()
     try:
         yield server
@@ -95,7 +90,7 @@ def test_a_killed_server_costs_its_clients_nothing(redis: RedisServer) -> None:
 
 @pytest.mark.slow
 def test_a_redis_crash_keeps_the_log_only_with_aof() -> None:
-    needs_redis()
+    need_redis()
     aof, none = redis_restarts((True, False), events=3)
     assert aof.crashed and aof.survived == 3 and aof.stream_after == aof.stream_before, aof
     assert aof.first_id_after == 4 and aof.client_stream_resets == 0, aof
