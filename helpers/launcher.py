@@ -32,7 +32,7 @@ import requests
 from helpers.errors import PollingLabError, ServerNotReady, ServerUnavailable
 from helpers.http import loopback_session, publish_with_retries, refusal, request
 from helpers.kinds import find_kind, kind_of_module
-from helpers.processes import cpu_seconds, signal_group, stop_process_group
+from helpers.processes import StartedProcess, cpu_seconds, signal_group, stop_process_group
 from helpers.tls import Certificate, Verify, throwaway_certificate
 from servers.startup import ServerConfig
 
@@ -183,7 +183,7 @@ class ServerHandle(abc.ABC):
         self.stop()
 
 
-class Server(ServerHandle):
+class Server(StartedProcess, ServerHandle):
     """A running bundled server: its `url`, its log, and the calls a notebook makes to it.
 
     `launch()` makes one and starts it. `module` runs a variant of the kind's server instead of
@@ -284,15 +284,6 @@ class Server(ServerHandle):
         self.start()
         return self
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None, "the server was never started"
-        return self.process.pid
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def _unreachable(self, path: str, exc: requests.RequestException) -> ServerNotReady:
         state = "is running" if self.running else "has exited"
         return ServerNotReady(
@@ -306,13 +297,11 @@ class Server(ServerHandle):
         This is what a stall looks like from outside: a long garbage-collection pause, a host
         swapping, a debugger on a breakpoint. `resume()` lets it carry on where it stopped.
         """
-        assert self.process is not None, "the server was never started"
-        signal_group(self.process.pid, signal.SIGSTOP)
+        signal_group(self.pid, signal.SIGSTOP)
 
     def resume(self) -> None:
         """Let a paused server carry on (SIGCONT to its group)."""
-        assert self.process is not None, "the server was never started"
-        signal_group(self.process.pid, signal.SIGCONT)
+        signal_group(self.pid, signal.SIGCONT)
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the server process has used so far, from /proc (Linux)."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 
 from helpers.errors import PollingLabError
-from helpers.processes import children, stop_process_group
+from helpers.processes import StartedProcess, children, stop_process_group
 
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx",
                     "/usr/local/nginx/sbin/nginx", "/opt/homebrew/bin/nginx")
@@ -101,8 +101,10 @@ def user_directive() -> str:
         return "user root;"
 
 
-class Nginx:
+class Nginx(StartedProcess):
     """One running nginx: its `url`, `pid` (the master), its directory and its logs."""
+
+    process: subprocess.Popen[bytes]  # started before it is made: never None
 
     def __init__(self, process: subprocess.Popen[bytes], root: Path, port: int) -> None:
         self.process = process
@@ -111,14 +113,6 @@ class Nginx:
         self.url = f"http://127.0.0.1:{port}"
         self._stopped = False
         atexit.register(self.stop)  # however the kernel or the test ends, nginx does not outlive it
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def running(self) -> bool:
-        return self.process.poll() is None
 
     def pids(self) -> list[int]:
         """The master and its workers (none once stopped)."""

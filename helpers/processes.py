@@ -44,6 +44,24 @@ def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 5.0, *
     signal_group(process.pid, signal.SIGKILL)
 
 
+class StartedProcess:
+    """Something the kit runs as one process of its own, `process` (None until it starts): a
+    bundled server (`Server`), Redis (`RedisServer`), nginx (`Nginx`)."""
+
+    process: subprocess.Popen[bytes] | None
+
+    @property
+    def pid(self) -> int:
+        """The process's pid (an AssertionError before it was ever started)."""
+        assert self.process is not None, f"the {type(self).__name__} was never started"
+        return self.process.pid
+
+    @property
+    def running(self) -> bool:
+        """True from its start until it exits."""
+        return self.process is not None and self.process.poll() is None
+
+
 def kill_process_group(process: subprocess.Popen[bytes]) -> None:
     """SIGKILL the group `process` leads, as a crash or an out-of-memory kill would; reap it."""
     if process.poll() is None:

@@ -26,7 +26,7 @@ import redis
 
 from helpers.errors import PollingLabError, ServerNotReady
 from helpers.launcher import child_env
-from helpers.processes import stop_process_group
+from helpers.processes import StartedProcess, stop_process_group
 
 INSTALL_HINT = ("install it with `sudo apt-get install redis-server` (Debian, Ubuntu) or "
                 "`brew install redis` (macOS), then restart the kernel")
@@ -53,7 +53,7 @@ def free_port() -> int:
         return port
 
 
-class RedisServer:
+class RedisServer(StartedProcess):
     """A `redis-server` process the kit started: its `url`, `port`, `pid`, and what to do to it.
 
     `stop()` and `restart()` act on it by its pid (its process group); `restart()` keeps the
@@ -78,15 +78,6 @@ class RedisServer:
     def url(self) -> str:
         """`redis://127.0.0.1:PORT/0`, what `launch("asyncio", broker=...)` takes."""
         return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None, "the Redis server was never started"
-        return self.process.pid
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     def command(self) -> list[str]:
         persistence = (["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
