@@ -53,7 +53,12 @@ def shared(redis: RedisServer, shared_pids: set[int]) -> Iterator[Cluster]:
 def test_in_memory_servers_behind_the_gateway_lose_and_repeat_events() -> None:
     with launch_cluster(3) as memory:
         tally = lost_event_bug(memory, clients=10, events=12)
-    assert tally.published == 12 and len(tally.by_server) == 3, tally
+    # The bug needs the publishes on more than one server, not on all three: the gateway's
+    # rotation also turns for every poll, and these clients re-poll all the time (a reset each
+    # time they hop servers), so where each publish lands is close to chance. By chance alone, all
+    # 12 would miss one of the 3 servers in about 2 % of runs (3 x (2/3)^12); it happened once
+    # here, under make unit (by_server {'3093': 6, '3091': 6}).
+    assert tally.published == 12 and len(tally.by_server) >= 2, tally
     # Most clients miss or repeat something; not all: under load (a make test beside it) one
     # client of 10 once had its polls reach the servers in an order that gave it all 12 once.
     assert tally.complete < tally.clients / 2 and tally.lost + tally.duplicates > 0, tally
