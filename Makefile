@@ -19,11 +19,14 @@ NO_NBVAL := -p no:nbval
 # configuration: behind an index or mirror that only pip.conf names, `make INSTALL=pip lab`
 # (or test) installs with pip instead.
 INSTALL ?= uv
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 ifeq ($(INSTALL),pip)
-  install = $(BIN)/python -m pip install --quiet --disable-pip-version-check
+  install = $(PIP) -r $(1)
 else ifeq ($(INSTALL),uv)
-  install = $(BIN)/python -m pip install --quiet --disable-pip-version-check uv && \
-    $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python
+  install = $(PIP) uv && { $(BIN)/uv pip install --quiet --compile-bytecode \
+    --python $(BIN)/python -r $(1) || { echo "uv could not install $(1). If your packages come \
+    through an index or mirror that only pip.conf names, run: make INSTALL=pip $(or \
+    $(MAKECMDGOALS),lab)"; exit 1; }; }
 else
   $(error INSTALL is uv or pip, not '$(INSTALL)')
 endif
@@ -37,14 +40,14 @@ endef
 
 $(STAMP): requirements.txt pyproject.toml
 	$(make-venv)
-	$(install) -r requirements.txt
+	$(call install,requirements.txt)
 	@touch $@
 
 # requirements-dev.txt includes requirements.txt: one install runs for both (a second pip run
 # only to find everything already there took 12 s), and stands for $(STAMP) too.
 $(DEV): requirements.txt requirements-dev.txt pyproject.toml
 	$(make-venv)
-	$(install) -r requirements-dev.txt
+	$(call install,requirements-dev.txt)
 	@touch $(STAMP) $@
 
 ## make lab: set up, then open JupyterLab on the notebooks
