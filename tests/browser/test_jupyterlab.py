@@ -32,8 +32,8 @@ NOTEBOOKS = sorted(p.name for p in NOTEBOOK_DIR.glob("0[1-9]_*.ipynb"))  # every
 # loadscope, which keeps a class in one worker, in order): a notebook's kernel mostly waits on
 # held polls and timers, so two fit on 2 cores. Without xdist, the lanes run one after the other.
 # The lanes are balanced by the seconds each notebook took here, one lane beside the other: lane
-# b is 01 (52 s), 03 (51), 06 (110) and 07 (60), 273 s; lane a, the rest, 272 s. A new notebook
-# goes to lane a until it is measured.
+# b is 01 (40 s), 03 (37), 06 (79) and 07 (49), 205 s; lane a, the rest, 194 s (a fresh clone,
+# 2026-12-07). A new notebook goes to lane a until it is measured.
 LANE_B = {"01", "03", "06", "07"}
 LANE = {name: "b" if name[:2] in LANE_B else "a" for name in NOTEBOOKS}
 RUN_TIMEOUT_S = 240.0  # one notebook's cells, headless; they take 27-84 s here
