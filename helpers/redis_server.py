@@ -13,12 +13,14 @@ along) and an `atexit` stop, and writes its log to a file in its own temporary f
 from __future__ import annotations
 
 import atexit
+import contextlib
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -132,6 +134,24 @@ class RedisServer(StartedProcess):
         """Close every pub/sub connection (`CLIENT KILL TYPE pubsub`); how many there were."""
         with self.client() as client:
             return int(client.client_kill_filter(_type="pubsub"))
+
+    @contextlib.contextmanager
+    def pubsub_outage(self) -> Iterator[int]:
+        """Cut every pub/sub connection and keep subscribers out until the block ends.
+
+        Yields how many connections were cut. Inside the block Redis refuses SUBSCRIBE (an ACL
+        rule on the default user), so a subscriber stays cut off for as long as the block
+        lasts, as behind a network fault, however fast it reconnects; other commands, PUBLISH
+        included, go on as before. A cut alone can be healed before the next publish arrives.
+        """
+        denied = ("-subscribe", "-psubscribe", "-ssubscribe")
+        with self.client() as client:
+            client.execute_command("ACL", "SETUSER", "default", *denied)
+            try:
+                yield int(client.client_kill_filter(_type="pubsub"))
+            finally:
+                client.execute_command("ACL", "SETUSER", "default",
+                                       *("+" + rule[1:] for rule in denied))
 
     def restart(self) -> RedisServer:
         """Stop it (SIGTERM: with `appendonly`, the file is flushed), start it on the same port."""

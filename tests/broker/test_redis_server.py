@@ -6,6 +6,7 @@ import os
 import shutil
 
 import pytest
+import redis
 from service_check import need_redis
 
 from helpers import RedisMissing, RedisServer, launch_redis, redis_available
@@ -71,3 +72,24 @@ def test_a_missing_redis_server_says_how_to_install_it(monkeypatch: pytest.Monke
     with pytest.raises(RedisMissing, match="apt-get install redis-server") as raised:
         RedisServer()
     assert "brew install redis" in str(raised.value)
+
+
+def test_a_pubsub_outage_keeps_subscribers_out_until_it_ends(redis_server: RedisServer) -> None:
+    with redis_server.client() as client:
+        pubsub = client.pubsub()
+        pubsub.subscribe("a")
+        pubsub.get_message(timeout=1)  # the subscribe confirmation
+        with redis_server.pubsub_outage() as cut:
+            assert cut == 1 and client.pubsub_numsub("a") == [("a", 0)]
+            assert client.publish("a", "published during the outage") == 0  # nobody heard it
+            again = client.pubsub()
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                again.subscribe("a")
+                again.get_message(timeout=1)
+            again.close()
+        pubsub.close()
+        back = client.pubsub()
+        back.subscribe("a")
+        assert back.get_message(timeout=1)["type"] == "subscribe"
+        assert client.publish("a", "after") == 1
+        back.close()
