@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
@@ -27,6 +27,8 @@ from helpers.sharing.audience import Audience, Publish, Publishing
 from helpers.sharing.lessons import audience_for, prefix_for, wait_held, waiting
 from helpers.sharing.results import GatewayGuards, KilledServer, RedisRestart
 from helpers.swarm import Swarm
+
+T = TypeVar("T")
 
 WATCHER_HOLD_S = 1.0
 
@@ -77,21 +79,33 @@ def kill_mid_hold(cluster: Cluster, *, clients: int = 30, events: int = 10,
                         recovered_s=recovered_s, resent_by_gateway=resent, tally=tally)
 
 
-def _log_messages(url: str) -> list[str]:
-    events = request("GET", url + "/events", params={"last_event_id": 0, "limit": 1000}).json()
+def _log_messages(url: str, timeout: float = 10.0) -> list[str]:
+    """Every message in the server's log, once it (and its broker) answers again."""
+    events = _when_back(lambda session: request(
+        "GET", url + "/events", session=session, params={"last_event_id": 0, "limit": 1000}
+    ).json(), url, timeout)
     return [str(e["message"]) for e in events]
 
 
 def _publish_when_back(url: str, message: str, timeout: float) -> dict[str, Any]:
     """Publish `message` as soon as the server (and its broker) accepts it again."""
+    event: dict[str, Any] = _when_back(lambda session: request(
+        "POST", url + "/trigger_event", session=session, json={"message": message}
+    ).json()["event"], url, timeout)
+    return event
+
+
+def _when_back(call: Callable[[requests.Session], T], url: str, timeout: float) -> T:
+    """`call(session)` again every 50 ms while it raises PollingLabError (a refused connection,
+    a 503 while the broker is away), for up to `timeout` seconds. Right after a Redis restart a
+    call can still fail after one succeeded: under make unit's load, the log's read that follows
+    the first publish was a 503 once."""
     deadline = time.monotonic() + timeout
     session = session_for(url)
     try:
         while True:
             try:
-                event: dict[str, Any] = request("POST", url + "/trigger_event", session=session,
-                                                json={"message": message}).json()["event"]
-                return event
+                return call(session)
             except PollingLabError:
                 if time.monotonic() > deadline:
                     raise
