@@ -1,12 +1,13 @@
 """Every notebook with a panel (01 on) in a real JupyterLab, in a real browser, as a learner.
 
-nbval runs the cells but renders nothing. Here each notebook is opened in JupyterLab in headless
-Chromium with default settings and run with Run > Run All Cells, clean-up cell included. Then,
-as a learner who scrolls back would, the test uses every live panel on the page: "Start",
-"Trigger event" three times, "Stop". It checks that the counters change in the page (so the
-widget updates from the kernel's threads reach the browser), that each panel's plot rendered,
-that no cell shows an error, and that no exercise check says it passed (Run All must never run
-a solution). It leaves a screenshot per notebook in results/screenshots/.
+nbval runs the cells but renders nothing. Here each notebook is opened from JupyterLab's file
+browser in headless Chromium with default settings, and run with Run > Run All Cells, clean-up
+cell included. Then, as a learner who scrolls back would, the test uses every live panel on the
+page: "Start", "Trigger event" three times, "Stop". It checks that the counters change in the
+page (so the widget updates from the kernel's threads reach the browser), that each panel's plot
+rendered, that no cell shows an error, and that no exercise check says it passed (Run All must
+never run a solution). It leaves a screenshot per notebook in results/screenshots/, closes the
+notebook with its kernel, and opens the next in the same tab.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,8 +33,8 @@ NOTEBOOKS = sorted(p.name for p in NOTEBOOK_DIR.glob("0[1-9]_*.ipynb"))  # every
 # loadscope, which keeps a class in one worker, in order): a notebook's kernel mostly waits on
 # held polls and timers, so two fit on 2 cores. Without xdist, the lanes run one after the other.
 # The lanes are balanced by the seconds each notebook took here, one lane beside the other: lane
-# b is 01 (40 s), 03 (37), 06 (79) and 07 (49), 205 s; lane a, the rest, 194 s (a fresh clone,
-# 2026-12-07). A new notebook goes to lane a until it is measured.
+# b is 01 (42 s, JupyterLab's first load included), 03 (27), 06 (72) and 07 (40), 181 s; lane
+# a, the rest, 161 s (2026-12-07). A new notebook goes to lane a until it is measured.
 LANE_B = {"01", "03", "06", "07"}
 LANE = {name: "b" if name[:2] in LANE_B else "a" for name in NOTEBOOKS}
 RUN_TIMEOUT_S = 240.0  # one notebook's cells, headless; they take 27-84 s here
@@ -65,16 +66,47 @@ PANEL_ROOT_JS = """(button) => {
 _ERROR = re.compile(r"Traceback \(most recent call last\)|^\w*(Error|Exception)\b", re.M)
 
 
+class LabTab:
+    """One browser tab on a lane's JupyterLab, kept from notebook to notebook as a learner keeps
+    theirs: the first notebook loads JupyterLab, each next one is opened from its file browser
+    (loading JupyterLab again took 5-8 s per notebook here). After a failure the tab is
+    closed, and the next notebook gets a fresh one."""
+
+    def __init__(self, browser: Chromium) -> None:
+        self.browser = browser
+        self.page: Any = None
+        self.page_errors: list[str] = []  # JavaScript errors, for as long as the tab is open
+        self.requests: list[str] = []  # every URL the tab asked for
+
+    def get(self) -> Any:
+        if self.page is None:
+            self.page_errors.clear()
+            self.requests.clear()
+            page = self.browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
+            page.on("request", lambda request: self.requests.append(request.url))
+            self.page = page
+        return self.page
+
+    def close(self) -> None:
+        if self.page is not None:
+            self.page.close()
+            self.page = None
+
+
 class NotebookPage:
     """The JupyterLab page with one notebook open, and what the test does to it."""
 
-    def __init__(self, page: Any, lab: Lab, name: str, budget: Budget) -> None:
-        self.page, self.lab, self.name, self.budget = page, lab, name, budget
+    def __init__(self, tab: LabTab, lab: Lab, name: str, budget: Budget) -> None:
+        self.tab, self.lab, self.name, self.budget = tab, lab, name, budget
+        self.page = tab.get()
         self.cells: list[dict[str, Any]] = json.loads((lab.root / name).read_text())["cells"]
-        self.page_errors: list[str] = []
-        self.requests: list[str] = []
-        page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
-        page.on("request", lambda request: self.requests.append(request.url))
+        self.errors_before = len(tab.page_errors)
+
+    @property
+    def page_errors(self) -> list[str]:
+        """The JavaScript errors since this notebook was opened."""
+        return self.tab.page_errors[self.errors_before:]
 
     # --- JupyterLab's own controls ---------------------------------------------------------
 
@@ -111,8 +143,12 @@ class NotebookPage:
     # --- waiting ---------------------------------------------------------------------------
 
     def open(self) -> None:
-        self.page.goto(f"{self.lab.url}/lab/tree/{self.name}?reset",
-                       timeout=self.budget.left(60) * 1000)
+        if not self.page.url.startswith(f"{self.lab.url}/lab"):  # a new tab: load JupyterLab
+            self.page.goto(f"{self.lab.url}/lab/tree/{self.name}?reset",
+                           timeout=self.budget.left(60) * 1000)
+        else:  # double-click the notebook in JupyterLab's file browser, as a learner would
+            self.page.locator(".jp-DirListing-item", has_text=self.name).dblclick(
+                timeout=self.budget.left(30) * 1000)
         self.budget.wait_for(
             lambda: self.page.locator(f"{PANEL} .jp-Notebook-cell").count() == len(self.cells),
             60, f"JupyterLab to render the {len(self.cells)} cells of {self.name}")
@@ -243,8 +279,8 @@ class NotebookPage:
         """The news and update notifications are off: no toast, and no request for either."""
         toasts = self.page.locator(".Toastify__toast:visible")
         assert toasts.count() == 0, f"a notification showed: {toasts.all_inner_texts()}"
-        asked = [url for url in self.requests if "/lab/api/news" in url or "/lab/api/update"
-                 in url]
+        asked = [url for url in self.tab.requests if "/lab/api/news" in url
+                 or "/lab/api/update" in url]
         assert not asked, f"JupyterLab asked for news or updates: {asked}"
 
     def close_and_shut_down(self) -> None:
@@ -255,6 +291,14 @@ class NotebookPage:
         self.budget.wait_for(lambda: self.session() is None
                              and all(k["id"] != kernel for k in self.lab.api("/api/kernels")),
                              20, f"the kernel of {self.name} to shut down")
+
+
+@pytest.fixture(scope="class")
+def tab(browser: Chromium) -> Iterator[LabTab]:
+    """The lane's browser tab (see LabTab)."""
+    kept = LabTab(browser)
+    yield kept
+    kept.close()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -268,11 +312,10 @@ class TestLaneA:
 
     LANE = "a"
 
-    def test_run_all_leaves_every_panel_live(self, name: str, lab: Lab, browser: Chromium,
+    def test_run_all_leaves_every_panel_live(self, name: str, lab: Lab, tab: LabTab,
                                              budget: Budget, screenshots: Path) -> None:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(budget.left(30) * 1000)
-        notebook = NotebookPage(page, lab, name, budget)
+        notebook = NotebookPage(tab, lab, name, budget)
+        notebook.page.set_default_timeout(budget.left(30) * 1000)
         shot = screenshots / f"{Path(name).stem}.png"
         for old in (shot, shot.with_name(f"{shot.stem}-failed.png")):
             old.unlink(missing_ok=True)
@@ -303,9 +346,9 @@ class TestLaneA:
                 notebook.screenshot(shot.with_name(f"{shot.stem}-failed.png"))
             except Exception:  # noqa: BLE001 - the original failure matters more
                 pass
+            tab.close()  # the next notebook gets a fresh tab, whatever state this one is in
             raise
         finally:
-            page.close()
             lab.shut_down_session(name)  # after a failure, don't leave its kernel running
             steps = ", ".join(f"{step} {seconds:.0f} s" for step, seconds in phases.items())
             print(f"{name}: {time.monotonic() - started:.0f} s in the browser ({steps})")
