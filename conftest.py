@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -37,6 +40,38 @@ def bundled_server_pids(tag: bytes | None = RUN_TAG) -> set[int]:
             continue
         pids.add(int(entry.name))
     return pids
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.has_plugin("nbval"):
+        _kernels_over_unix_sockets()
+
+
+def _kernels_over_unix_sockets() -> None:
+    """nbval's kernels talk to pytest over Unix sockets in a folder of their own, not over
+    loopback TCP ports.
+
+    For TCP, jupyter_client picks a kernel's five ports by binding port 0 and letting them go,
+    then starts the kernel, which binds them about a second later. Meanwhile the notebooks
+    running beside it start servers on port 0 and open thousands of loopback connections, all
+    from the same range of ports. With three notebooks at a time a kernel once never answered
+    ("Kernel didn't respond in 60 seconds" for notebook 03, on a fresh clone); nbval sends a
+    kernel's stderr to /dev/null, so the cause was not recorded, but a socket file cannot be
+    taken that way. The notebooks' cells see no difference.
+    """
+    import nbval.kernel
+    from jupyter_client.manager import KernelManager
+
+    folder = tempfile.mkdtemp(prefix="polling-lab-kernels-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+
+    class UnixSocketKernelManager(KernelManager):  # type: ignore[misc]
+        def __init__(self, **kwargs: Any) -> None:
+            # jupyter_client names each channel's socket file <ip>-<n>
+            super().__init__(transport="ipc", ip=os.path.join(folder, uuid.uuid4().hex[:12]),
+                             **kwargs)
+
+    nbval.kernel.KernelManager = UnixSocketKernelManager
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
