@@ -430,5 +430,10 @@ def _wait_ready(server: Server, timeout: float, port: int) -> str:
 
 @atexit.register
 def _stop_all() -> None:
+    """Stop every server still running: all are sent SIGTERM first, so that they wind down
+    side by side (each takes about 0.2 s), then each is waited for and reaped."""
+    servers = [server for server in list(_running) if server.running]
+    for server in servers:
+        signal_group(server.pid, signal.SIGTERM)
     for server in list(_running):
         server.stop(timeout=2)

@@ -239,13 +239,14 @@ def test_stop_all_at_exit_stops_every_running_server(
         launched: Callable[..., Server], monkeypatch: pytest.MonkeyPatch) -> None:
     from helpers import launcher
 
-    server = launched("naive")
-    assert server in launcher._running
-    # Only this test's server: the session's shared servers must survive the "exit".
-    monkeypatch.setattr(launcher, "_running", {server})
+    servers = [launched("naive"), launched("asyncio"), launched("asyncio")]
+    servers[2].pause()  # a stalled server must be stopped too
+    assert all(server in launcher._running for server in servers)
+    # Only this test's servers: the session's shared servers must survive the "exit".
+    monkeypatch.setattr(launcher, "_running", set(servers))
     launcher._stop_all()
-    assert not server.running
-    assert server not in launcher._running
+    assert not any(server.running for server in servers)
+    assert not launcher._running
 
 
 @pytest.mark.parametrize(
