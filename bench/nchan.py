@@ -22,7 +22,8 @@ from email.utils import formatdate
 from pathlib import Path
 
 from helpers.loadclient import Reply, request_bytes
-from helpers.nginx import Nginx, find_nginx, free_port, launch_nginx
+from helpers.nginx import Nginx, find_nginx, launch_nginx
+from helpers.processes import free_port
 from helpers.scaling.peers import ControlChannel
 
 MODULE_CANDIDATES = ("/usr/lib/nginx/modules/ngx_nchan_module.so",

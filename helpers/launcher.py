@@ -32,7 +32,13 @@ import requests
 from helpers.errors import PollingLabError, ServerNotReady, ServerUnavailable
 from helpers.http import loopback_session, publish_with_retries, refusal, request
 from helpers.kinds import find_kind, kind_of_module
-from helpers.processes import StartedProcess, cpu_seconds, signal_group, stop_process_group
+from helpers.processes import (
+    StartedProcess,
+    cpu_seconds,
+    free_port,
+    signal_group,
+    stop_process_group,
+)
 from helpers.tls import Certificate, Verify, throwaway_certificate
 from servers.startup import ServerConfig
 
@@ -195,6 +201,7 @@ class Server(StartedProcess, ServerHandle):
         self.kind = kind
         self.module = module or find_kind(kind).module  # raises ValueError for an unknown kind
         self.host, self.port = host, port
+        self._port_picked = False  # True once the kit picked the port (launch's port=0)
         self.ready_timeout = ready_timeout
         self.log_dir = log_dir
         self.options = options
@@ -239,6 +246,8 @@ class Server(StartedProcess, ServerHandle):
         """
         raise_open_file_limit()
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:  # the kit picks, below the ports outgoing connections take
+            self.port, self._port_picked = free_port(self.host), True
         command = [sys.executable, "-u", "-m", self.module, "--host", self.host,
                    "--port", str(self.port), *_flags(self.options), *self._tls_flags()]
         env = child_env()
@@ -263,12 +272,26 @@ class Server(StartedProcess, ServerHandle):
                 number += 1
 
     def wait_ready(self) -> None:
-        """Return once the spawned process answers `/health`; see `start()` for what it raises."""
-        try:
-            self.url = _wait_ready(self, self.ready_timeout, self.port)
-        except BaseException:
-            self.stop()
-            raise
+        """Return once the spawned process answers `/health`; see `start()` for what it raises.
+
+        A port the kit picked may be taken before the server binds it (by another program
+        picking at the same moment): then the server starts again on another one, twice at most.
+        """
+        for attempt in range(3):
+            try:
+                self.url = _wait_ready(self, self.ready_timeout, self.port, self._port_picked)
+                return
+            except _PortTaken:
+                # a port given to launch() is kept, and a restart keeps its port for its clients
+                if attempt == 2 or not self._port_picked or self.url:
+                    self.stop()
+                    raise
+                self.stop()
+                self.port = 0
+                self.spawn()
+            except BaseException:
+                self.stop()
+                raise
 
     def restart(self, **changes: Any) -> Server:
         """Stop the server and start it again, with `changes` applied to its options.
@@ -352,7 +375,8 @@ def launch(kind: str = "asyncio", *, host: str = "127.0.0.1", port: int = 0,
     `generate_every`, and for Flask `check_interval` and `threaded`. `tls=True` serves https
     with a throwaway certificate (`helpers.tls`): then `url` starts with https:// and clients
     pass `verify=server.ca_file`. Leave `port` at 0 to get a
-    free port. Use the result as a context manager, or call `.stop()`. `launch("proxy",
+    free port (`helpers.processes.free_port`: below the ports the OS gives outgoing connections,
+    so a restart finds it free again). Use the result as a context manager, or call `.stop()`. `launch("proxy",
     upstream=server.url, read_timeout=S)` puts the bundled reverse proxy in front of a server.
     `launch("asyncio", broker=redis.url)` keeps the log in Redis (`launch_redis()`), shared
     with every server launched with the same `broker` and `broker_key` (docs/broker.md).
@@ -397,17 +421,24 @@ def launch_all(plans: Sequence[tuple[str, Mapping[str, Any]]], *,
     return servers
 
 
-def _wait_ready(server: Server, timeout: float, port: int) -> str:
+class _PortTaken(ServerNotReady):
+    """The server could not bind its port: another program has it."""
+
+
+def _wait_ready(server: Server, timeout: float, port: int, picked: bool) -> str:
     deadline = time.monotonic() + timeout
     url = ""
     while time.monotonic() < deadline:
         assert server.process is not None
         if server.process.poll() is not None:
-            hint = ""
+            error, hint = ServerNotReady, ""
             if port and b"in use" in server.log_path.read_bytes():
-                hint = (f" Port {port} is in use by another program; launch(...) picks a free "
+                error = _PortTaken
+                hint = (f" Port {port}, which the kit picked, was taken by another program "
+                        "meanwhile; launch(...) a new server." if picked else
+                        f" Port {port} is in use by another program; launch(...) picks a free "
                         "port if you leave port unset.")
-            raise ServerNotReady(
+            raise error(
                 f"The {server.kind} server exited with code {server.process.returncode} before "
                 f"it was ready.{hint} Last lines of {server.log_path}:\n{server.log_tail()}"
             )

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 
 from helpers.errors import PollingLabError
-from helpers.processes import StartedProcess, children, stop_process_group
+from helpers.processes import StartedProcess, children, free_port, stop_process_group
 
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx",
                     "/usr/local/nginx/sbin/nginx", "/opt/homebrew/bin/nginx")
@@ -77,14 +77,6 @@ def find_nginx() -> str | None:
     """The nginx binary ($NGINX if set, else the usual places), or None if there is none."""
     candidates = [os.environ["NGINX"]] if os.environ.get("NGINX") else NGINX_CANDIDATES
     return next((found for c in candidates if (found := shutil.which(c))), None)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 just now (the OS picks it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def user_directive() -> str:

@@ -1,8 +1,10 @@
-"""Processes the kit starts: stop and reap a process group, and what a process costs (Linux).
+"""Processes the kit starts: their ports, stopping and reaping a process group, and what a
+process costs (Linux).
 
     stop_process_group(process)        # SIGTERM to the group, SIGKILL if it lingers, then reap
     kill_process_group(process)        # SIGKILL at once: a crash, no goodbye
     cpu_seconds(pid)                   # user + system CPU time, from /proc/<pid>/stat
+    free_port()                        # a port for a server, outside the OS's outgoing range
 
 Every server the kit starts leads its own process group (`start_new_session=True`), so a signal
 to the group reaches the server and anything it started, and never the kernel that launched it.
@@ -12,10 +14,46 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
+import socket
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
+
+# Servers get ports from here up to the start of the range the OS hands out to outgoing
+# connections (Linux's ip_local_port_range, 32768 by default; macOS's starts at 49152).
+SERVER_PORTS_FROM = 20_000
+_OUTGOING_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` just now, for a server the kit starts, below the range of
+    ports the OS gives outgoing connections.
+
+    A server that restarts comes back on the same port, so its clients find it again, and the
+    port must still be free then. A port the OS picked (binding port 0) comes from the outgoing
+    range: while the server is down, any connection opened on the machine may take it, and a
+    client retrying against the stopped server may even connect to itself through it (TCP
+    self-connect). Below that range neither can happen. Under `make unit` a restart once found
+    its port taken. Where the outgoing range starts too low to leave room, the OS picks.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        outgoing_from = int(_OUTGOING_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        outgoing_from = 32_768
+    ports = range(SERVER_PORTS_FROM, outgoing_from)
+    tries = random.sample(ports, 50) if len(ports) > 1000 else [0]  # [0]: the OS picks
+    for port in tries:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue  # in use: try another
+            picked: int = sock.getsockname()[1]
+            return picked
+    raise OSError(f"no free port on {host} between {SERVER_PORTS_FROM} and {outgoing_from}")
 
 
 def signal_group(pgid: int, sig: signal.Signals) -> None:

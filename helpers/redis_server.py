@@ -15,7 +15,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import redis
 
 from helpers.errors import PollingLabError, ServerNotReady
 from helpers.launcher import child_env
-from helpers.processes import StartedProcess, stop_process_group
+from helpers.processes import StartedProcess, free_port, stop_process_group
 
 INSTALL_HINT = ("install it with `sudo apt-get install redis-server` (Debian, Ubuntu) or "
                 "`brew install redis` (macOS), then restart the kernel")
@@ -46,13 +45,6 @@ class RedisMissing(PollingLabError):
 def redis_available() -> bool:
     """True when `redis-server` can be started on this machine (it is on the PATH)."""
     return shutil.which("redis-server") is not None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class RedisServer(StartedProcess):

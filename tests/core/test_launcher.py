@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import Server, ServerNotReady, launch
+from helpers import Server, ServerNotReady, launch, launcher, processes
 from helpers.launcher import PROJECT_ROOT, launch_all
 
 pytestmark = pytest.mark.live
@@ -109,6 +109,42 @@ def test_a_chosen_free_port_is_used() -> None:
     probe.close()
     with launch("naive", port=port) as server:
         assert server.url == f"http://127.0.0.1:{port}"
+
+
+def outgoing_range() -> tuple[int, int]:
+    low, high = processes._OUTGOING_RANGE.read_text().split()
+    return int(low), int(high)
+
+
+def test_a_launched_server_gets_a_port_below_the_range_of_outgoing_connections() -> None:
+    with launch("naive") as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        assert processes.SERVER_PORTS_FROM <= port < outgoing_range()[0]
+        server.restart()
+        assert server.url.endswith(f":{port}")
+
+
+def test_a_picked_port_taken_before_the_server_binds_it_is_replaced(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", processes.free_port()))
+    taken.listen()
+    picks = iter([taken.getsockname()[1], processes.free_port()])
+    monkeypatch.setattr(launcher, "free_port", lambda host: next(picks))
+    try:
+        with launch("naive") as server:
+            assert server.url != f"http://127.0.0.1:{taken.getsockname()[1]}"
+            assert server.stats()["waiting"] == 0
+    finally:
+        taken.close()
+
+
+def test_without_room_below_the_outgoing_range_the_os_picks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    narrow = tmp_path / "ip_local_port_range"
+    narrow.write_text(f"{processes.SERVER_PORTS_FROM + 500}\t60999\n")
+    monkeypatch.setattr(processes, "_OUTGOING_RANGE", narrow)
+    assert processes.free_port() >= outgoing_range()[0]  # from the OS's own range
 
 
 def test_unknown_kind_is_refused_before_anything_starts() -> None:
