@@ -374,12 +374,13 @@ def launch(kind: str = "asyncio", *, host: str = "127.0.0.1", port: int = 0,
     FastAPI server). `options` become the server's flags: `hold`, `retention`,
     `generate_every`, and for Flask `check_interval` and `threaded`. `tls=True` serves https
     with a throwaway certificate (`helpers.tls`): then `url` starts with https:// and clients
-    pass `verify=server.ca_file`. Leave `port` at 0 to get a
-    free port (`helpers.processes.free_port`: below the ports the OS gives outgoing connections,
-    so a restart finds it free again). Use the result as a context manager, or call `.stop()`. `launch("proxy",
-    upstream=server.url, read_timeout=S)` puts the bundled reverse proxy in front of a server.
-    `launch("asyncio", broker=redis.url)` keeps the log in Redis (`launch_redis()`), shared
-    with every server launched with the same `broker` and `broker_key` (docs/broker.md).
+    pass `verify=server.ca_file`. Leave `port` at 0 to get a free port
+    (`helpers.processes.free_port`: below the ports the OS gives outgoing connections, so a
+    restart finds it free again). Use the result as a context manager, or call `.stop()`.
+    `launch("proxy", upstream=server.url, read_timeout=S)` puts the bundled reverse proxy in
+    front of a server. `launch("asyncio", broker=redis.url)` keeps the log in Redis
+    (`launch_redis()`), shared with every server launched with the same `broker` and
+    `broker_key` (docs/broker.md).
 
     Raises ServerNotReady, with the tail of the server's log, if the server exits or does not
     answer within `ready_timeout` seconds.
