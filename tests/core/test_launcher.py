@@ -273,8 +273,6 @@ def test_server_dies_when_the_launching_process_is_killed() -> None:
 
 def test_stop_all_at_exit_stops_every_running_server(
         launched: Callable[..., Server], monkeypatch: pytest.MonkeyPatch) -> None:
-    from helpers import launcher
-
     servers = [launched("naive"), launched("asyncio"), launched("asyncio")]
     servers[2].pause()  # a stalled server must be stopped too
     assert all(server in launcher._running for server in servers)
