@@ -27,6 +27,14 @@ SERVER_PORTS_FROM = 20_000
 _OUTGOING_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
+def outgoing_ports_from() -> int:
+    """The lowest port the OS gives outgoing connections (Linux's default where unreadable)."""
+    try:
+        return int(_OUTGOING_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port free on `host` just now, for a server the kit starts, below the range of
     ports the OS gives outgoing connections.
@@ -39,10 +47,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     its port taken. Where the outgoing range starts too low to leave room, the OS picks.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        outgoing_from = int(_OUTGOING_RANGE.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        outgoing_from = 32_768
+    outgoing_from = outgoing_ports_from()
     ports = range(SERVER_PORTS_FROM, outgoing_from)
     tries = random.sample(ports, 50) if len(ports) > 1000 else [0]  # [0]: the OS picks
     for port in tries:

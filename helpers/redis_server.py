@@ -140,7 +140,7 @@ class RedisServer(StartedProcess):
         with self.client() as client:
             client.execute_command("ACL", "SETUSER", "default", *denied)
             try:
-                yield int(client.client_kill_filter(_type="pubsub"))
+                yield self.kill_pubsub()
             finally:
                 client.execute_command("ACL", "SETUSER", "default",
                                        *("+" + rule[1:] for rule in denied))

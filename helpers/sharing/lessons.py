@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from helpers.cluster import Cluster
+from helpers.experiment import wait_until
 from helpers.launcher import Server
 from helpers.metrics import percentile
 from helpers.redis_server import RedisServer
@@ -73,12 +74,8 @@ def wait_held(servers: Sequence[Server], n: int, timeout: float = 10.0) -> int:
 
 def wait_subscribed(servers: Sequence[Server], timeout: float = 5.0) -> bool:
     """Wait until every running broker server is subscribed to its channel (or `timeout`)."""
-    deadline = time.monotonic() + timeout
-    while not all(s.stats()["broker"]["subscribed"] for s in servers if s.running):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return wait_until(lambda: all(s.stats()["broker"]["subscribed"] for s in servers
+                                  if s.running), timeout, interval=0.05)
 
 
 def newest_id(cluster: Cluster) -> int:

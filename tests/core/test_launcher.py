@@ -111,15 +111,10 @@ def test_a_chosen_free_port_is_used() -> None:
         assert server.url == f"http://127.0.0.1:{port}"
 
 
-def outgoing_range() -> tuple[int, int]:
-    low, high = processes._OUTGOING_RANGE.read_text().split()
-    return int(low), int(high)
-
-
 def test_a_launched_server_gets_a_port_below_the_range_of_outgoing_connections() -> None:
     with launch("naive") as server:
         port = int(server.url.rsplit(":", 1)[1])
-        assert processes.SERVER_PORTS_FROM <= port < outgoing_range()[0]
+        assert processes.SERVER_PORTS_FROM <= port < processes.outgoing_ports_from()
         server.restart()
         assert server.url.endswith(f":{port}")
 
@@ -141,10 +136,11 @@ def test_a_picked_port_taken_before_the_server_binds_it_is_replaced(
 
 def test_without_room_below_the_outgoing_range_the_os_picks(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    outgoing_from = processes.outgoing_ports_from()  # this machine's, read before the patch
     narrow = tmp_path / "ip_local_port_range"
     narrow.write_text(f"{processes.SERVER_PORTS_FROM + 500}\t60999\n")
     monkeypatch.setattr(processes, "_OUTGOING_RANGE", narrow)
-    assert processes.free_port() >= outgoing_range()[0]  # from the OS's own range
+    assert processes.free_port() >= outgoing_from  # from the OS's own range
 
 
 def test_unknown_kind_is_refused_before_anything_starts() -> None:
