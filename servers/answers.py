@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from fastapi import Response
 
-from servers.contract import STREAM_HEADER
+from servers.contract import STREAM_HEADER, Event
 from servers.logs import SharedLog
 
 Headers = list[tuple[bytes, bytes]]
@@ -58,6 +58,10 @@ class EncodedEvents:
         return Answer(body, [self.stream_header(), JSON_TYPE,
                              (b"content-length", str(len(body)).encode())])
 
+    def encoded(self, events: list[Event]) -> Answer:
+        """The answer that carries `events` (not cached: `after` keeps what it encodes)."""
+        return self.encode(json.dumps(events, separators=(",", ":")).encode())
+
     async def after(self, last_event_id: int, limit: int) -> Answer | None:
         """The answer with the events after `last_event_id` (at most `limit`); None if none.
 
@@ -70,7 +74,7 @@ class EncodedEvents:
             found = await self.log.since(last_event_id, limit)
             if not found:
                 return None
-            answer = self.encode(json.dumps(found, separators=(",", ":")).encode())
+            answer = self.encoded(found)
             if self._wakes == before:
                 self._answers[key] = answer
         return answer

@@ -1,13 +1,15 @@
 """TUNING, not the lesson: what the asyncio server does only to go faster under `make bench`.
 
-Read `servers.fastapi_server` to learn asyncio long polling; nothing here changes how it waits
-or what it answers. Each piece below was measured by `make bench` (docs/benchmarks.md) and
-removes a cost that grows with the number of held polls:
+Read `servers.fastapi_server` to learn asyncio long polling; nothing here changes what it
+answers, and nothing but `--lean` changes how it waits. Each piece below was measured by
+`make bench` (docs/benchmarks.md) and removes a cost that grows with the number of held polls:
 
 * `LeanPollingApp` + `lean_poll`: `--lean` answers `GET /poll_for_updates` in raw ASGI, beside
-  FastAPI instead of through it. It waits through the very same `wait_for_events` as the
-  FastAPI handler (passed in, never copied) and speaks the same API; what it saves is what the
-  framework costs per held request.
+  FastAPI instead of through it, and speaks the same API. With a log in this process, a poll
+  that finds nothing new is parked (`servers.parking`) and its answer is written by the publish
+  itself, Nchan's way; every other poll waits through the very same `wait_for_events` as the
+  FastAPI handler (passed in, never copied). What it saves is what the framework costs per held
+  request, and a task's wake-up per answer.
 * `OneWrite` / `OneWritePerResponse`: each response leaves in one socket write, not two.
 * `tune_garbage_collector`: the cyclic collector stops re-walking every held poll.
 * `GracefulServer`: a stop answers every held poll with 204 instead of cutting it off.
@@ -19,6 +21,7 @@ import asyncio
 import gc
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
@@ -29,6 +32,7 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from servers.answers import STREAM_KEY, Answer, EncodedEvents
 from servers.contract import ApiError, PollParams, parse_poll_params
 from servers.identity import ServedByApp, served_by_header
+from servers.parking import ParkingLot
 from servers.stats import Stats
 
 ASGICallable = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -50,18 +54,26 @@ class LeanPollingApp(ServedByApp):
 
 
 def lean_poll(wait_for_events: WaitForEvents, stats: Stats, hold: float,
-              answers: EncodedEvents, app: ServedByApp) -> ASGICallable:
+              answers: EncodedEvents, app: ServedByApp,
+              lot: ParkingLot | None = None) -> ASGICallable:
     """The long poll in raw ASGI: no middleware, routing, Request or Response objects.
 
-    Speaks the API exactly like the FastAPI handler (status codes, JSON errors, headers), and
-    waits through the same `wait_for_events`, sending the same encoded `Answer`.
+    Speaks the API exactly like the FastAPI handler (status codes, JSON errors, headers). With
+    a `lot` (a log in this process), a poll that finds nothing new is parked there and answered
+    by the next publish (`servers.parking`); every other poll goes through the same
+    `wait_for_events` as the FastAPI handler, sending the same encoded `Answer`.
     """
 
     async def poll(scope: Scope, receive: Receive, send: Send) -> None:
         stats.count_request("poll_for_updates")
         try:
-            answer = await wait_for_events(poll_params(scope, hold), scope, receive,
-                                           claimed(scope))
+            params = poll_params(scope, hold)
+            parked = None if lot is None else await lot.hold(params, scope, claimed(scope))
+            if parked:
+                return  # answered by a publish
+            if parked is False:  # let go unanswered (its hold is over): read once more, now
+                params = replace(params, timeout=0)
+            answer = await wait_for_events(params, scope, receive, claimed(scope))
         except ApiError as exc:
             error = answers.encode(exc.json_bytes())
             extra = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
@@ -150,6 +162,11 @@ class OneWrite:
 
     def writelines(self, chunks: Any) -> None:
         self.write(b"".join(chunks))  # never around what is held, or bytes would reorder
+
+    def write_whole(self, data: bytes) -> None:
+        """A whole response, written now (`servers.parking.send_whole`)."""
+        self.flush()
+        self._transport.write(data)
 
     def flush(self) -> None:
         if self._held is not None:

@@ -46,6 +46,7 @@ from servers.hangup import client_gone
 from servers.identity import ServedByApp, uvicorn_headers
 from servers.limits import AtLimit, Budget, plan_budget
 from servers.logs import open_shared_log
+from servers.parking import ParkingLot
 from servers.startup import (
     ServerConfig,
     announce,
@@ -71,9 +72,10 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
     """Build the FastAPI app; `app.state` holds its log, counters and config.
 
     `name` is what /health and /stats report. `lean=True` answers `GET /poll_for_updates`
-    without the framework (`servers.fast_path.lean_poll`), through the same wait; every other
-    request goes through FastAPI. `main` passes the open-file `budget` it planned, which may
-    hold fewer polls than `config.max_waiting`, and the `at_limit` line to write when full.
+    without the framework (`servers.fast_path.lean_poll`), its held polls parked until a publish
+    writes their answers (`servers.parking`); every other request goes through FastAPI. `main`
+    passes the open-file `budget` it planned, which may hold fewer polls than
+    `config.max_waiting`, and the `at_limit` line to write when full.
     Leave `before_wait` unset: it exists only so that `servers.racy_server` can be this server
     with the race reopened.
     """
@@ -93,11 +95,18 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
         closing = True
         waiters.wake_all()
         stream_wakeups.wake_all()
+        if lot is not None:
+            lot.release()
     log.on_wake(waiters.wake_all)
     log.on_wake(stream_wakeups.wake_all)
     # Many woken waiters share a cursor; encode their answer once per publish, not once each.
     answers = EncodedEvents(log)
     log.on_wake(answers.forget)
+    # `--lean`, with a log in this process: a held poll is parked, and the publish itself
+    # writes its answer (servers.parking); the FastAPI handler always waits as shown here.
+    lot = ParkingLot(local, answers, stats, waiters) if lean and local is not None else None
+    if lot is not None:
+        log.on_wake(lot.publish)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -218,7 +227,8 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
         return AnswerResponse(answer)
 
     if isinstance(app, fast_path.LeanPollingApp):
-        app.lean_poll = fast_path.lean_poll(wait_for_events, stats, config.hold, answers, app)
+        app.lean_poll = fast_path.lean_poll(wait_for_events, stats, config.hold, answers, app,
+                                            lot)
 
     # The same log and wait, over one long-lived connection: GET /sse and WS /ws.
     streams.add_stream_routes(app, streams.Streams(log, stats, stream_wakeups, config.token,
@@ -231,7 +241,7 @@ def create_app(config: ServerConfig | None = None, *, name: str = NAME,
             await log.refresh()  # a broker's counts, from Redis
         except ApiError:
             pass  # Redis is down: the last counts seen, and "subscribed": false, say so
-        return {**stats.snapshot(), **log.describe()}
+        return {**stats.snapshot(), **log.describe(), **(lot.describe() if lot else {})}
 
     return app
 

@@ -51,7 +51,7 @@ class HangupWatch:
 
     def __init__(self) -> None:
         self._gone: asyncio.Future[Any] | None = None
-        self.extensions = {EXTENSION: {"watch": self.watch}}
+        self.extensions: dict[str, dict[str, Any]] = {EXTENSION: {"watch": self.watch}}
 
     def watch(self, gone: asyncio.Future[Any] | None) -> None:
         self._gone = gone

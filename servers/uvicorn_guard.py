@@ -13,10 +13,12 @@
 * `GuardedProtocol` is uvicorn's HTTP protocol (with the one-write transport of
   `servers.fast_path`) that also counts connections for `/stats`, closes a request that is not
   complete after `--request-timeout` with a JSON 408 (a held poll is complete: it is never
-  cut), and answers a request its parser refuses with the API's JSON 400, not plain text. A
-  connection upgraded to a WebSocket leaves this protocol for uvicorn's WebSocket one: its
-  request is complete, so the timeout is off, and the gate still hears when it closes. It
-  also swaps `servers.slim`'s smaller stand-ins into uvicorn's connection and request objects.
+  cut), and answers a request its parser refuses with the API's JSON 400, not plain text. It
+  offers each request the ASGI extensions of `servers.hangup` (a hang-up, heard without a task)
+  and `servers.parking` (an answer written whole, by a publish). A connection upgraded to a
+  WebSocket leaves this protocol for uvicorn's WebSocket one: its request is complete, so the
+  timeout is off, and the gate still hears when it closes. It also swaps `servers.slim`'s
+  smaller stand-ins into uvicorn's connection and request objects.
 * `GuardedServer` runs the gate, and stops it first when the server stops.
 """
 
@@ -30,8 +32,10 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
+from starlette.types import Scope
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from servers import fast_path
+from servers import fast_path, parking
 from servers.contract import raw_response, request_timeout, unreadable_request
 from servers.hangup import HangupWatch
 from servers.limits import AtLimit
@@ -172,6 +176,9 @@ class GuardedProtocol(fast_path.OneWritePerResponse):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.hangup = HangupWatch()
+        if isinstance(self, HttpToolsProtocol):  # what send_whole completes is httptools'
+            # (offered with the hang-up's, in the one dict of extensions each request gets)
+            self.hangup.extensions[parking.EXTENSION] = {"send": self.send_whole}
 
     @classmethod
     def for_gate(cls, gate: ConnectionGate) -> type[GuardedProtocol]:
@@ -212,6 +219,10 @@ class GuardedProtocol(fast_path.OneWritePerResponse):
         upgraded: Any = self
         upgraded.ws_protocol_class = self.gate.counted(upgraded.ws_protocol_class)
         super().handle_websocket_upgrade(*args)
+
+    def send_whole(self, scope: Scope, status: int, head: bytes, body: bytes) -> bool:
+        """`servers.parking`'s extension for this connection (`parking.send_whole`)."""
+        return parking.send_whole(self, scope, status, head, body)
 
     def send_400_response(self, msg: str) -> None:
         """The parser refused the request: answer the API's JSON instead of uvicorn's text."""

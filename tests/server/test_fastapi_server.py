@@ -128,6 +128,52 @@ def test_live_poll_is_released_when_its_client_hangs_up(kind: str,
            what="the server to release the abandoned poll")
 
 
+def read_response(sock: socket.socket, buffered: bytes = b"") -> tuple[list[bytes], bytes, bytes]:
+    """One HTTP/1.1 response with a Content-Length (or none, for a 204) off a raw socket:
+    its head's lines after the status line, its body, and whatever bytes came after it."""
+    while b"\r\n\r\n" not in buffered:
+        buffered += sock.recv(65536) or b""
+    head, rest = buffered.split(b"\r\n\r\n", 1)
+    lines = head.split(b"\r\n")[1:]
+    length = next((int(line.split(b":")[1]) for line in lines
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    return lines, rest[:length], rest[length:]
+
+
+@pytest.mark.live
+def test_live_lean_answers_written_by_the_publish_are_what_uvicorn_sends(
+        launched: Callable[..., Server], waiter: Callable[..., None]) -> None:
+    """`--lean` parks a held poll, and the publish writes its answer (`servers.parking`) with
+    the very head uvicorn writes. A poll that closes its connection is declined by the
+    publish's write and answered by uvicorn's own `send`: the two answers are compared."""
+    server = launched("lean", hold=30)
+    last = server.stats()["last_event_id"]
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    request = (f"GET /poll_for_updates?last_event_id={last}&timeout=20 HTTP/1.1\r\n"
+               f"Host: {host}\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=5) as parked, \
+            socket.create_connection((host, int(port)), timeout=5) as closing:
+        parked.sendall(request + b"\r\n")
+        closing.sendall(request + b"Connection: close\r\n\r\n")
+        waiter(lambda: server.stats()["waiting"] == 2, what="both polls to be held")
+        event = server.trigger("parked")
+        by_publish, by_uvicorn = read_response(parked), read_response(closing)
+        assert closing.recv(1) == b""  # uvicorn closed it, as asked
+        parked.sendall(f"GET /poll_for_updates?last_event_id={event['id']}&timeout=0 "
+                       f"HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert read_response(parked)[1] == b""  # the connection goes on: a 204 now
+    assert by_publish[0][0].startswith(b"date: ") and by_uvicorn[0][0].startswith(b"date: ")
+    # the Date line may tick between the two; the rest must be the same, line for line
+    assert by_publish[0][1:] + [b"connection: close"] == by_uvicorn[0][1:], (by_publish,
+                                                                            by_uvicorn)
+    assert by_publish[1] == by_uvicorn[1] and by_publish[2] == b""
+    assert [e["id"] for e in json.loads(by_publish[1])] == [event["id"]]
+    stats = server.stats()
+    assert (stats["waiting"], stats["answered_by_publish"]) == (0, 1), stats
+
+
 @pytest.mark.live
 @pytest.mark.parametrize("kind", ["asyncio", "lean"])
 def test_uvicorn_keeps_one_connection_alive_for_a_session(

@@ -1,20 +1,24 @@
 """The asyncio server's waiting pieces on their own: `Waiters.wait`, `servers.hangup`, the
-encoded answers, and `servers.slim`'s smaller stand-ins for uvicorn's objects. The live tests
-in test_fastapi_server.py check them together (a publish wakes every poll; a hang-up releases
-one)."""
+encoded answers, `servers.slim`'s smaller stand-ins for uvicorn's objects, and `--lean`'s
+parking lot (`servers.parking`). The live tests in test_fastapi_server.py check them together
+(a publish wakes every poll; a hang-up releases one; a parked poll's answer is uvicorn's own)."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import json
 from types import SimpleNamespace
 from typing import Any
 
+from servers import parking
 from servers.answers import AnswerResponse, EncodedEvents
+from servers.contract import PollParams
 from servers.eventlog import EventLog
 from servers.hangup import HangupWatch, client_gone
 from servers.logs import LocalLog
 from servers.slim import LazyEvent, Pipeline, slim_connection, slim_cycle
+from servers.stats import Stats
 from servers.waiters import Waiters
 
 
@@ -144,4 +148,98 @@ def test_slim_swaps_only_the_objects_it_knows() -> None:
         custom = SimpleNamespace(message_event="not an asyncio.Event")
         slim_cycle(custom)
         assert custom.message_event == "not an asyncio.Event"
+    asyncio.run(main())
+
+
+# --- servers.parking: --lean's held polls, answered by the publish ------------------------------
+
+
+class Connection:
+    """One connection as the lot sees it: the extensions its protocol offers, and what it
+    wrote. `accept=False` declines every write, as `send_whole` does for a closing one."""
+
+    def __init__(self, accept: bool = True) -> None:
+        self.watch = HangupWatch()
+        self.written: list[tuple[int, bytes, bytes]] = []
+        self.accept = accept
+        self.scope = {"type": "http", "method": "GET", "extensions": {
+            **self.watch.extensions, parking.EXTENSION: {"send": self.send}}}
+
+    def send(self, scope: object, status: int, head: bytes, body: bytes) -> bool:
+        assert scope is self.scope
+        if self.accept:
+            self.written.append((status, head, body))
+        return self.accept
+
+
+def parking_lot(log: EventLog) -> tuple[parking.ParkingLot, Stats]:
+    """A lot on `log`, wired to its publishes as the lean server wires it."""
+    shared = LocalLog(log)
+    answers, stats, waiters = EncodedEvents(shared), Stats("test", shared), Waiters()
+    lot = parking.ParkingLot(log, answers, stats, waiters)
+    for wake in (waiters.wake_all, answers.forget, lot.publish):
+        shared.on_wake(wake)
+    return lot, stats
+
+
+def test_a_publish_writes_one_answer_to_every_parked_poll_at_its_cursor() -> None:
+    async def main() -> None:
+        log = EventLog()
+        log.publish("first")
+        lot, stats = parking_lot(log)
+        conns = [Connection() for _ in range(3)]
+        ahead = Connection()
+        held = [asyncio.ensure_future(lot.hold(PollParams(1, 100, 30), c.scope, None))
+                for c in conns]
+        later = asyncio.ensure_future(lot.hold(PollParams(5, 100, 30), ahead.scope, None))
+        await asyncio.sleep(0)
+        assert stats.waiting == 4 and not any(c.written for c in conns)
+        event = log.publish("second")
+        assert await asyncio.wait_for(asyncio.gather(*held), 5) == [True, True, True]
+        body = json.dumps([event], separators=(",", ":")).encode()
+        head = parking.header_lines(EncodedEvents(LocalLog(log)).encoded([event]).headers)
+        assert [c.written for c in conns] == [[(200, head, body)]] * 3
+        # a cursor ahead of the log has nothing new yet: it stays parked, until the server stops
+        assert not later.done() and stats.waiting == 1 and lot.describe() == {
+            "answered_by_publish": 3}
+        lot.release()
+        assert await asyncio.wait_for(later, 5) is False
+        assert not ahead.written and stats.waiting == 0
+        # and a poll that comes once the server is stopping is not parked: it gets its 204 at once
+        assert await asyncio.wait_for(lot.hold(PollParams(5, 100, 30), Connection().scope,
+                                               None), 5) is None
+    asyncio.run(main())
+
+
+def test_a_parked_poll_is_let_go_unanswered_by_its_hold_a_hang_up_or_a_refused_write() -> None:
+    async def main() -> None:
+        log = EventLog()
+        lot, stats = parking_lot(log)
+        hold = PollParams(0, 100, 30)
+        assert await asyncio.wait_for(lot.hold(PollParams(7, 100, 0.01), Connection().scope,
+                                               None), 5) is False
+        assert not lot._groups  # a cursor that no publish reached leaves nothing behind
+        leaving, refusing = Connection(), Connection(accept=False)
+        gone = asyncio.ensure_future(lot.hold(hold, leaving.scope, None))
+        refused = asyncio.ensure_future(lot.hold(hold, refusing.scope, None))
+        await asyncio.sleep(0)
+        leaving.watch.hung_up()
+        assert await asyncio.wait_for(gone, 5) is False and stats.waiting == 1
+        log.publish("not for them")
+        assert await asyncio.wait_for(refused, 5) is False and stats.waiting == 0
+        assert lot.describe() == {"answered_by_publish": 0}
+    asyncio.run(main())
+
+
+def test_polls_the_lot_does_not_park_wait_as_usual() -> None:
+    async def main() -> None:
+        log = EventLog()
+        lot, stats = parking_lot(log)
+        hold = PollParams(0, 100, 30)
+        assert await lot.hold(hold, {"type": "http"}, None) is None  # no such server
+        assert await lot.hold(PollParams(0, 100, 0), Connection().scope, None) is None
+        assert await lot.hold(hold, Connection().scope, "another-stream") is None
+        log.publish("ready")
+        assert await lot.hold(hold, Connection().scope, None) is None  # answered at once
+        assert stats.peak_waiting == 0
     asyncio.run(main())
