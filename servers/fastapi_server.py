@@ -270,7 +270,8 @@ def main(argv: list[str] | None = None, *, name: str = NAME,
     gate = ConnectionGate(budget.connections, app.state.stats, at_limit, config.request_timeout)
     server_config = uvicorn.Config(
         app,
-        http=GuardedProtocol.for_gate(gate),  # one per connection; writes each answer once
+        # one per connection; writes each answer once; with --lean, offers the publish's write
+        http=GuardedProtocol.for_gate(gate, parking=args.lean),
         ws=args.ws,  # websockets-sansio unless told: docs/streams.md says why
         ws_max_size=64 * 1024,  # a publish frame is small: a 4096-character message fits
         headers=uvicorn_headers(),

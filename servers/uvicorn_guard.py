@@ -171,18 +171,20 @@ class GuardedProtocol(fast_path.OneWritePerResponse):
     """uvicorn's HTTP protocol, guarded; `for_gate` makes the subclass one server uses."""
 
     gate: ConnectionGate
+    offers_parking = False  # `servers.parking`'s extension: only an app that parks polls uses it
     _deadline: asyncio.TimerHandle | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.hangup = HangupWatch()
-        if isinstance(self, HttpToolsProtocol):  # what send_whole completes is httptools'
-            # (offered with the hang-up's, in the one dict of extensions each request gets)
+        if self.offers_parking and isinstance(self, HttpToolsProtocol):  # httptools' cycle
+            # (offered with the hang-up's, in the one dict of extensions each request gets;
+            # about 250 bytes per connection, so not where nothing would use it)
             self.hangup.extensions[parking.EXTENSION] = {"send": self.send_whole}
 
     @classmethod
-    def for_gate(cls, gate: ConnectionGate) -> type[GuardedProtocol]:
-        return type("GuardedProtocolForGate", (cls,), {"gate": gate})
+    def for_gate(cls, gate: ConnectionGate, *, parking: bool = False) -> type[GuardedProtocol]:
+        return type("GuardedProtocolForGate", (cls,), {"gate": gate, "offers_parking": parking})
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.gate.opened()
