@@ -172,21 +172,21 @@ class Connection:
         return self.accept
 
 
-def parking_lot(log: EventLog) -> tuple[parking.ParkingLot, Stats]:
-    """A lot on `log`, wired to its publishes as the lean server wires it."""
+def parking_lot() -> tuple[EventLog, parking.ParkingLot, Stats]:
+    """A log, and a lot on it wired to its publishes as the lean server wires it."""
+    log = EventLog()
     shared = LocalLog(log)
     answers, stats, waiters = EncodedEvents(shared), Stats("test", shared), Waiters()
     lot = parking.ParkingLot(log, answers, stats, waiters)
     for wake in (waiters.wake_all, answers.forget, lot.publish):
         shared.on_wake(wake)
-    return lot, stats
+    return log, lot, stats
 
 
 def test_a_publish_writes_one_answer_to_every_parked_poll_at_its_cursor() -> None:
     async def main() -> None:
-        log = EventLog()
+        log, lot, stats = parking_lot()
         log.publish("first")
-        lot, stats = parking_lot(log)
         conns = [Connection() for _ in range(3)]
         ahead = Connection()
         held = [asyncio.ensure_future(lot.hold(PollParams(1, 100, 30), c.scope, None))
@@ -213,8 +213,7 @@ def test_a_publish_writes_one_answer_to_every_parked_poll_at_its_cursor() -> Non
 
 def test_a_parked_poll_is_let_go_unanswered_by_its_hold_a_hang_up_or_a_refused_write() -> None:
     async def main() -> None:
-        log = EventLog()
-        lot, stats = parking_lot(log)
+        log, lot, stats = parking_lot()
         hold = PollParams(0, 100, 30)
         assert await asyncio.wait_for(lot.hold(PollParams(7, 100, 0.01), Connection().scope,
                                                None), 5) is False
@@ -233,8 +232,7 @@ def test_a_parked_poll_is_let_go_unanswered_by_its_hold_a_hang_up_or_a_refused_w
 
 def test_polls_the_lot_does_not_park_wait_as_usual() -> None:
     async def main() -> None:
-        log = EventLog()
-        lot, stats = parking_lot(log)
+        log, lot, stats = parking_lot()
         hold = PollParams(0, 100, 30)
         assert await lot.hold(hold, {"type": "http"}, None) is None  # no such server
         assert await lot.hold(PollParams(0, 100, 0), Connection().scope, None) is None
