@@ -86,7 +86,7 @@ class ParkingLot:
             watch(None)
             group.pop(mine, None)
             if not group and self._groups.get(key) is group:
-                del self._groups[key]  # (a cursor no publish reached: left behind forever)
+                del self._groups[key]  # or an empty group could wait forever at a cursor
             self.stats.wait_ended()
 
     def publish(self) -> None:
@@ -107,7 +107,7 @@ class ParkingLot:
             head = header_lines(answer.headers) if answer else b""
             for mine, (send, scope) in group.items():
                 if not mine.done():
-                    sent = answer is not None and send(scope, 200, head, answer.body)
+                    sent = answer is not None and _sent(send, scope, head, answer.body)
                     self.answered += sent
                     mine.set_result(sent)
 
@@ -123,6 +123,15 @@ class ParkingLot:
         for group in groups.values():
             for mine in group:
                 _resolve(mine, False)
+
+
+def _sent(send: SendWhole, scope: Scope, head: bytes, body: bytes) -> bool:
+    """One connection's write; one that fails is left to the usual path, so that the publish
+    (a trigger's request) and every other parked poll go on."""
+    try:
+        return send(scope, 200, head, body)
+    except Exception:  # noqa: BLE001 (a transport that broke under us: answered the usual way)
+        return False
 
 
 def _resolve(mine: asyncio.Future[bool | None], answered: bool) -> None:

@@ -218,15 +218,22 @@ def test_a_parked_poll_is_let_go_unanswered_by_its_hold_a_hang_up_or_a_refused_w
         assert await asyncio.wait_for(lot.hold(PollParams(7, 100, 0.01), Connection().scope,
                                                None), 5) is False
         assert not lot._groups  # a cursor that no publish reached leaves nothing behind
-        leaving, refusing = Connection(), Connection(accept=False)
-        gone = asyncio.ensure_future(lot.hold(hold, leaving.scope, None))
-        refused = asyncio.ensure_future(lot.hold(hold, refusing.scope, None))
+        leaving, refusing, broken, fine = (Connection(), Connection(accept=False), Connection(),
+                                           Connection())
+
+        def breaks(*_: object) -> bool:
+            raise RuntimeError("the transport broke under the write")
+
+        broken.scope["extensions"][parking.EXTENSION] = {"send": breaks}
+        gone, refused, failed, answered = (asyncio.ensure_future(lot.hold(hold, c.scope, None))
+                                           for c in (leaving, refusing, broken, fine))
         await asyncio.sleep(0)
         leaving.watch.hung_up()
-        assert await asyncio.wait_for(gone, 5) is False and stats.waiting == 1
-        log.publish("not for them")
-        assert await asyncio.wait_for(refused, 5) is False and stats.waiting == 0
-        assert lot.describe() == {"answered_by_publish": 0}
+        assert await asyncio.wait_for(gone, 5) is False and stats.waiting == 3
+        log.publish("not for all of them")  # a write that fails stops neither it nor the others
+        assert await asyncio.wait_for(asyncio.gather(refused, failed, answered), 5) == [
+            False, False, True]
+        assert stats.waiting == 0 and lot.describe() == {"answered_by_publish": 1}
     asyncio.run(main())
 
 
