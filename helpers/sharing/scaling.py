@@ -22,6 +22,9 @@ from helpers.sharing.results import ScalingRow
 from helpers.swarm import Swarm
 
 HOLD_S = 30.0  # longer than a whole run: every poll waits until a publish answers it
+#: How long the servers may take to let go of the polls of clients that already stopped: the
+#: lessons' clients hold 10 s at most, and a stopped one's poll is normally gone at once.
+SETTLE_S = 10.0
 
 
 def _delivered(metrics: Metrics, event_id: int) -> list[float]:
@@ -29,13 +32,15 @@ def _delivered(metrics: Metrics, event_id: int) -> list[float]:
 
 
 def hold_and_fanout(pool: Sequence[Server], servers: int, polls_per_server: int, *,
-                    publishes: int = 3, timeout: float | None = None) -> ScalingRow:
+                    publishes: int = 3, timeout: float | None = None,
+                    settle_s: float = SETTLE_S) -> ScalingRow:
     """`polls_per_server` held on each of the first `servers` of `pool` (servers on one
     broker), then `publishes` events one by one.
 
     For each event: the last client's receive time minus the event's timestamp (its fan-out).
     Raises TimeoutError if the polls are not all held within `timeout` seconds (by default
-    10 s plus 1 s per 100 polls).
+    10 s plus 1 s per 100 polls), and RuntimeError if polls of other clients are still held on
+    those servers after `settle_s` seconds.
     """
     used = list(pool[:servers])
     if len(used) < servers:
@@ -45,17 +50,17 @@ def hold_and_fanout(pool: Sequence[Server], servers: int, polls_per_server: int,
     # 10 s, plus 1 s per 100 polls, unless the caller says otherwise.
     timeout = timeout if timeout is not None else 10.0 + total / 100
     metrics = Metrics()
+    _wait_released(used, settle_s)  # the crowd's count must be the crowd's alone
     last = int(used[0].stats()["last_event_id"])
     swarms = [Swarm(s.url, polls_per_server, "long", hold=HOLD_S, metrics=metrics,
                     last_event_id=last, name=f"s{k}") for k, s in enumerate(used)]
-    earlier = _released(used, HOLD_S + 1.0)  # polls still held for clients already gone
     try:
-        for server, swarm, left in zip(used, swarms, earlier, strict=True):
+        for server, swarm in zip(used, swarms, strict=True):
             # one server's crowd at a time: thousands of connects at once overflow the
             # listen queues of a busy machine, and the retries then take longer still
             swarm.start()
-            wait_held([server], polls_per_server + left, timeout)
-        held = wait_held(used, total + sum(earlier), timeout) - sum(earlier)
+            wait_held([server], polls_per_server, timeout)
+        held = wait_held(used, total, timeout)
         if held < total:
             raise TimeoutError(f"only {held} of {total} polls were held after {timeout:g} s; "
                                "the machine may be too busy: try fewer polls per server")
@@ -78,17 +83,20 @@ def hold_and_fanout(pool: Sequence[Server], servers: int, polls_per_server: int,
                       missing=publishes * total - len(latencies))
 
 
-def _released(servers: Sequence[Server], timeout: float) -> list[int]:
-    """Wait until `servers` hold no polls (or `timeout`); return what each still holds.
+def _wait_released(servers: Sequence[Server], timeout: float) -> None:
+    """Wait until `servers` hold no polls; say what to do if other clients still hold some.
 
     A client that stopped just before (an earlier run, an earlier cell) may still have a poll
-    held upstream of a gateway for a moment; counted as ours, it would make the crowd look held
-    before it is.
+    held for a moment; counted as the crowd's, it would make the crowd look held before it is.
     """
     deadline = time.monotonic() + timeout
-    while any(left := waiting(servers)) and time.monotonic() < deadline:
+    while sum(left := waiting(servers)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return left
+    if sum(left):
+        raise RuntimeError(
+            f"the servers still hold {sum(left)} polls of other clients after {timeout:g} s, "
+            "and they would be counted as this crowd's: stop whatever else polls them (a "
+            "panel's Stop button, a swarm's stop()), then run this again")
 
 
 def _fan_out(server: Server, metrics: Metrics, total: int, message: str,

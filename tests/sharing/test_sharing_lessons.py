@@ -126,6 +126,8 @@ def test_two_servers_hold_their_polls_and_fan_out(shared: Cluster) -> None:
     leftover.sendall(f"GET /poll_for_updates?last_event_id={server.stats()['last_event_id']}"
                      f"&timeout=30 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     assert wait_until(lambda: sum(waiting(shared.servers)) == 1, 5.0)
+    with pytest.raises(RuntimeError, match="still hold 1 polls of other clients"):
+        hold_and_fanout(shared.servers, 2, 50, publishes=2, settle_s=0.3)
     threading.Timer(1.0, leftover.close).start()
     row = hold_and_fanout(shared.servers, 2, 50, publishes=2)
     assert row.held == 100 and row.missing == 0, row
