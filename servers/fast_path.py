@@ -67,13 +67,13 @@ def lean_poll(wait_for_events: WaitForEvents, stats: Stats, hold: float,
     async def poll(scope: Scope, receive: Receive, send: Send) -> None:
         stats.count_request("poll_for_updates")
         try:
-            params = poll_params(scope, hold)
-            parked = None if lot is None else await lot.hold(params, scope, claimed(scope))
+            params, stream = poll_params(scope, hold), claimed(scope)
+            parked = None if lot is None else await lot.hold(params, scope, stream)
             if parked:
                 return  # answered by a publish
             if parked is False:  # let go unanswered (its hold is over): read once more, now
                 params = replace(params, timeout=0)
-            answer = await wait_for_events(params, scope, receive, claimed(scope))
+            answer = await wait_for_events(params, scope, receive, stream)
         except ApiError as exc:
             error = answers.encode(exc.json_bytes())
             extra = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]

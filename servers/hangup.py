@@ -28,12 +28,18 @@ def client_gone(scope: Scope, receive: Receive) -> asyncio.Future[Any]:
 
     It needs nothing from the caller until then: no task, when the server offers `EXTENSION`.
     """
-    watch: Watch | None = scope.get("extensions", {}).get(EXTENSION, {}).get("watch")
+    watch = watch_of(scope)
     if watch is None:
         return asyncio.ensure_future(_disconnect_message(receive))
     gone: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     watch(gone)
     return gone
+
+
+def watch_of(scope: Scope) -> Watch | None:
+    """The request's `watch`, where the server offers `EXTENSION`."""
+    watch: Watch | None = scope.get("extensions", {}).get(EXTENSION, {}).get("watch")
+    return watch
 
 
 async def _disconnect_message(receive: Receive) -> None:

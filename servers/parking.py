@@ -62,7 +62,8 @@ class ParkingLot:
         unanswered (the caller answers it at once, with a hold of 0); None when it was not
         parked (the caller waits as usual). See the module docstring."""
         send: SendWhole | None = scope.get("extensions", {}).get(EXTENSION, {}).get("send")
-        if (send is None or self._closed or params.timeout <= 0
+        watch = hangup.watch_of(scope)  # offered beside `send` by the same protocol
+        if (send is None or watch is None or self._closed or params.timeout <= 0
                 or other_stream(self.events.stream, claimed)):
             return None
         woken = self.waiters.next_publish()  # taken before the read, as wait_for_events does
@@ -76,7 +77,6 @@ class ParkingLot:
         key = (params.last_event_id, params.limit)
         group = self._groups.setdefault(key, {})
         group[mine] = (send, scope)
-        watch: hangup.Watch = scope["extensions"][hangup.EXTENSION]["watch"]
         watch(mine)  # a hang-up resolves it with None
         timer = loop.call_later(params.timeout, _resolve, mine, False)
         try:

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Sequence
 
+from helpers.experiment import wait_until
 from helpers.launcher import Server
 from helpers.metrics import Metrics, percentile
 from helpers.processes import total_cpu_seconds
@@ -89,14 +90,11 @@ def _wait_released(servers: Sequence[Server], timeout: float) -> None:
     A client that stopped just before (an earlier run, an earlier cell) may still have a poll
     held for a moment; counted as the crowd's, it would make the crowd look held before it is.
     """
-    deadline = time.monotonic() + timeout
-    while sum(left := waiting(servers)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if sum(left):
+    if not wait_until(lambda: sum(waiting(servers)) == 0, timeout, interval=0.05):
         raise RuntimeError(
-            f"the servers still hold {sum(left)} polls of other clients after {timeout:g} s, "
-            "and they would be counted as this crowd's: stop whatever else polls them (a "
-            "panel's Stop button, a swarm's stop()), then run this again")
+            f"the servers still hold {sum(waiting(servers))} polls of other clients after "
+            f"{timeout:g} s, and they would be counted as this crowd's: stop whatever else "
+            "polls them (a panel's Stop button, a swarm's stop()), then run this again")
 
 
 def _fan_out(server: Server, metrics: Metrics, total: int, message: str,

@@ -119,8 +119,8 @@ def test_the_gateway_guards_publishes_and_limits_requests() -> None:
 
 @pytest.mark.slow
 def test_two_servers_hold_their_polls_and_fan_out(shared: Cluster) -> None:
-    # A poll an earlier client left held for a second (as one still on its way out through the
-    # gateway is): the crowd's count must not include it.
+    # A poll of another client, held for a second (an earlier test once left six on these
+    # servers): the crowd's count must not include it.
     server = shared.servers[0]
     leftover = socket.create_connection((server.host, server.port))
     leftover.sendall(f"GET /poll_for_updates?last_event_id={server.stats()['last_event_id']}"
